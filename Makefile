@@ -1,0 +1,46 @@
+# The project's contract: every workflow is a target here; CI calls the same targets.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.DEFAULT_GOAL := help
+.PHONY: help install run serve ingest ask test lint format clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	@echo "installing rag and its dependencies (the first build of llama-cpp-python takes ~10 minutes)"
+	$(BIN)/pip install --quiet -e '.[dev,llamacpp]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install rag (torch pinned first)
+
+run: install ## Ingest data/corpus if the index is missing or stale, then serve on 127.0.0.1:8000
+	$(BIN)/rag ingest --if-stale
+	$(BIN)/rag serve
+
+ingest: install ## Re-ingest data/corpus
+	$(BIN)/rag ingest --prune
+
+ask: install ## Ask a question: make ask Q="When did Putin last visit North Korea?"
+	$(BIN)/rag ask "$(Q)"
+
+test: install ## Run the whole test suite
+	$(BIN)/pytest
+
+lint: install ## ruff and mypy
+	$(BIN)/ruff check rag tests
+	$(BIN)/mypy rag
+
+format: install ## Format the code with ruff
+	$(BIN)/ruff format rag tests
+	$(BIN)/ruff check --fix rag tests
+
+clean: ## Remove the index and caches (keeps .venv)
+	rm -rf data/index data/models .pytest_cache .mypy_cache .ruff_cache .hypothesis

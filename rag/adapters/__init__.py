@@ -1,0 +1,1 @@
+"""Adapters around external engines: embedding model, Chroma, LLM backends."""

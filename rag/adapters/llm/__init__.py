@@ -1,0 +1,5 @@
+"""Language model backends behind one interface (``LLM``)."""
+
+from rag.adapters.llm.base import LLM
+
+__all__ = ["LLM"]

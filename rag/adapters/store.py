@@ -1,0 +1,197 @@
+"""Chroma: the vector store.  Embedded (PersistentClient in the index folder) or a server."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from rag.config import Settings
+from rag.errors import ConfigError, IndexMismatchError, IndexMissingError
+from rag.models import Chunk, Passage
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """What an index was built with; a mismatch means its vectors are not comparable."""
+
+    embedding_model: str
+    embedding_dim: int
+    chunker: str
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {
+            "hnsw:space": "cosine",
+            "embedding_model": self.embedding_model,
+            "embedding_dim": self.embedding_dim,
+            "chunker": self.chunker,
+        }
+
+
+def _client(settings: Settings) -> Any:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if settings.chroma_url:
+        url = urlparse(settings.chroma_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ConfigError(
+                f"RAG_CHROMA_URL {settings.chroma_url!r} is not an http(s) URL",
+                "use e.g. http://127.0.0.1:8001",
+            )
+        try:
+            return chromadb.HttpClient(
+                host=url.hostname,
+                port=url.port or (443 if url.scheme == "https" else 80),
+                ssl=url.scheme == "https",
+                settings=chroma_settings,
+            )
+        except Exception as exc:
+            raise ConfigError(
+                f"cannot reach the Chroma server at {settings.chroma_url}: {exc}",
+                "start it with `chroma run --host 127.0.0.1 --port PORT` or unset RAG_CHROMA_URL",
+            ) from None
+    settings.chroma_path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
+
+
+class ChromaStore:
+    """One collection of chunks with their line anchors as metadata."""
+
+    def __init__(self, settings: Settings, expected: IndexInfo) -> None:
+        self.settings = settings
+        self.expected = expected
+        self._client = _client(settings)
+        self._collection: Any = None
+        self.batch_size = max(1, int(self._client.get_max_batch_size()))
+
+    # -- lifecycle -------------------------------------------------------
+    def exists(self) -> bool:
+        try:
+            self._client.get_collection(self.settings.collection)
+        except Exception:
+            return False
+        return True
+
+    def open(self, create: bool = False) -> None:
+        """Open the collection, checking it was built like the current settings say."""
+        if self._collection is not None:
+            return
+        name = self.settings.collection
+        if not self.exists():
+            if not create:
+                raise IndexMissingError(
+                    f"no index found at {self.where}",
+                    "build it with `rag ingest` (or `make run`, which ingests data/corpus)",
+                )
+            self._collection = self._client.create_collection(
+                name, metadata=self.expected.as_metadata(), embedding_function=None
+            )
+            return
+        collection = self._client.get_collection(name, embedding_function=None)
+        meta = collection.metadata or {}
+        built = (meta.get("embedding_model"), meta.get("embedding_dim"), meta.get("chunker"))
+        wanted = (self.expected.embedding_model, self.expected.embedding_dim, self.expected.chunker)
+        if built != wanted:
+            raise IndexMismatchError(
+                f"the index at {self.where} was built with embedding model {built[0]!r} "
+                f"(dim {built[1]}, chunker {built[2]!r}), but the settings ask for "
+                f"{wanted[0]!r} (dim {wanted[1]}, chunker {wanted[2]!r})",
+                "rebuild it with `rag ingest --rebuild`, or set RAG_EMBEDDING_MODEL / "
+                "RAG_CHUNK_SIZE / RAG_CHUNK_OVERLAP back to what the index was built with",
+            )
+        self._collection = collection
+
+    def drop(self) -> None:
+        """Delete the whole collection (for --rebuild)."""
+        if self.exists():
+            self._client.delete_collection(self.settings.collection)
+        self._collection = None
+
+    @property
+    def where(self) -> str:
+        if self.settings.chroma_url:
+            return f"{self.settings.chroma_url} (collection {self.settings.collection!r})"
+        return str(self.settings.chroma_path)
+
+    @property
+    def collection(self) -> Any:
+        if self._collection is None:
+            self.open()
+        return self._collection
+
+    # -- writes ----------------------------------------------------------
+    def upsert(
+        self,
+        chunks: Sequence[Chunk],
+        embeddings: np.ndarray,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        for i in range(0, len(chunks), self.batch_size):
+            part = chunks[i : i + self.batch_size]
+            self.collection.upsert(
+                ids=[c.id for c in part],
+                embeddings=embeddings[i : i + len(part)],
+                documents=[c.text for c in part],
+                metadatas=[
+                    {
+                        "path": c.path,
+                        "start_line": c.start_line,
+                        "end_line": c.end_line,
+                        "start_char": c.start_char,
+                        "end_char": c.end_char,
+                    }
+                    for c in part
+                ],
+            )
+            if on_batch:
+                on_batch(len(part))
+
+    def delete(self, ids: Sequence[str]) -> None:
+        for i in range(0, len(ids), self.batch_size):
+            self.collection.delete(ids=list(ids[i : i + self.batch_size]))
+
+    def ids_for_path(self, path: str) -> list[str]:
+        got = self.collection.get(where={"path": path}, include=[])
+        return list(got["ids"])
+
+    # -- reads -----------------------------------------------------------
+    def count(self) -> int:
+        return int(self.collection.count())
+
+    def query(self, embedding: np.ndarray, k: int) -> list[Passage]:
+        n = self.count()
+        if n == 0:
+            return []
+        result = self.collection.query(
+            query_embeddings=[embedding],
+            n_results=min(k, n),
+            include=["documents", "metadatas", "distances"],
+        )
+        passages = []
+        for cid, doc, meta, dist in zip(
+            result["ids"][0],
+            result["documents"][0],
+            result["metadatas"][0],
+            result["distances"][0],
+            strict=True,
+        ):
+            chunk = Chunk(
+                id=cid,
+                path=str(meta["path"]),
+                start_line=int(meta["start_line"]),
+                end_line=int(meta["end_line"]),
+                start_char=int(meta["start_char"]),
+                end_char=int(meta["end_char"]),
+                text=doc or "",
+            )
+            passages.append(Passage(chunk=chunk, score=round(1.0 - float(dist), 6)))
+        return passages

