@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     index_dir: Path = Field(
         Path("data/index"), description="Folder holding the embedded Chroma index and manifest."
     )
+    models_dir: Path = Field(
+        Path("data/models"), description="Where model files assembled from packages are cached."
+    )
     chroma_url: str | None = Field(
         None,
         description="URL of a Chroma server (e.g. http://127.0.0.1:8001). Unset: embedded "
@@ -193,9 +196,9 @@ def load_settings(**overrides: Any) -> Settings:
         ) from None
 
 
-def describe_settings(settings: Settings, overrides: dict[str, Any] | None = None) -> list[
-    tuple[str, Any, str, str]
-]:
+def describe_settings(
+    settings: Settings, overrides: dict[str, Any] | None = None
+) -> list[tuple[str, Any, str, str]]:
     """Rows of (name, value, source, description) for ``rag config``."""
     given = {k for k, v in (overrides or {}).items() if v is not None}
     path = _toml_path()

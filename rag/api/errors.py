@@ -61,9 +61,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            error_body(f"http_{exc.status_code}", str(exc.detail)), exc.status_code
-        )
+        return JSONResponse(error_body(f"http_{exc.status_code}", str(exc.detail)), exc.status_code)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

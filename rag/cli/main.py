@@ -90,7 +90,9 @@ def ingest(
     settings, _ = _settings(llm_backend=backend, index_dir=index, corpus_dir=corpus)
     from rag.cli.progress import BarProgress
     from rag.runtime import Runtime
+    from rag.services.loader import check_paths
 
+    check_paths(paths or [settings.corpus_dir])
     runtime = Runtime(settings)
     with BarProgress() as progress:
         service = runtime.ingest_service(progress)
@@ -174,8 +176,15 @@ def config(
     settings, _ = _settings(**overrides)
     rows = describe_settings(settings, overrides)
     if as_json:
-        typer.echo(json.dumps({n: {"value": str(v) if v is not None else None, "source": s}
-                               for n, v, s, _ in rows}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    n: {"value": str(v) if v is not None else None, "source": s}
+                    for n, v, s, _ in rows
+                },
+                indent=2,
+            )
+        )
         return
     width = max(len(n) for n, *_ in rows)
     for name, value, source, description in rows:

@@ -32,9 +32,9 @@ class BarProgress:
             transient=False,
         )
         self._tasks: dict[str, TaskID] = {}
+        self._live = False
 
     def __enter__(self) -> BarProgress:
-        self._bar.__enter__()
         return self
 
     def __exit__(
@@ -43,9 +43,13 @@ class BarProgress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._bar.__exit__(exc_type, exc, tb)
+        if self._live:
+            self._bar.__exit__(exc_type, exc, tb)
 
     def start(self, phase: str, total: int) -> None:
+        if not self._live:  # show nothing until there is work to show
+            self._bar.__enter__()
+            self._live = True
         self._tasks[phase] = self._bar.add_task(LABELS.get(phase, phase), total=total)
 
     def advance(self, phase: str, n: int = 1) -> None:

@@ -114,8 +114,15 @@ class Chunker:
                 start += self.max_chars
             out.append((start, end))
         return [
-            Chunk(id="", path=path, start_line=line.number, end_line=line.number,
-                  start_char=line.start + s, end_char=line.start + e, text=line.text[s:e])
+            Chunk(
+                id="",
+                path=path,
+                start_line=line.number,
+                end_line=line.number,
+                start_char=line.start + s,
+                end_char=line.start + e,
+                text=line.text[s:e],
+            )
             for s, e in out
             if line.text[s:e].strip()
         ]
@@ -142,9 +149,15 @@ class Chunker:
                 if len(halves) == 1 and halves[0].text == chunk.text:  # split disagrees with count
                     cut = len(chunk.text) // 2
                     halves = [
-                        Chunk(id="", path=path, start_line=sub.number, end_line=sub.number,
-                              start_char=sub.start + s, end_char=sub.start + e,
-                              text=chunk.text[s:e])
+                        Chunk(
+                            id="",
+                            path=path,
+                            start_line=sub.number,
+                            end_line=sub.number,
+                            start_char=sub.start + s,
+                            end_char=sub.start + e,
+                            text=chunk.text[s:e],
+                        )
                         for s, e in ((0, cut), (cut, len(chunk.text)))
                         if chunk.text[s:e].strip()
                     ]
@@ -154,8 +167,15 @@ class Chunker:
 
 def _span(path: str, lines: list[Line], first: Line, last: Line) -> Chunk:
     body = "\n".join(x.text for x in lines[first.number - 1 : last.number])
-    return Chunk(id="", path=path, start_line=first.number, end_line=last.number,
-                 start_char=first.start, end_char=last.end, text=body)
+    return Chunk(
+        id="",
+        path=path,
+        start_line=first.number,
+        end_line=last.number,
+        start_char=first.start,
+        end_char=last.end,
+        text=body,
+    )
 
 
 def _assign_ids(path: str, chunks: list[Chunk]) -> list[Chunk]:

@@ -83,8 +83,11 @@ class IngestService:
             return "the index was built with other embedding or chunking settings"
         sources = discover([self.settings.corpus_dir], self.settings.corpus_dir)
         current = {s.rel_path: s for s in sources}
-        listed = {k for k, v in manifest.files.items() if Path(v.abs_path).is_relative_to(
-            self.settings.corpus_dir.resolve())}
+        listed = {
+            k
+            for k, v in manifest.files.items()
+            if Path(v.abs_path).is_relative_to(self.settings.corpus_dir.resolve())
+        }
         if gone := listed - current.keys():
             return f"{len(gone)} document(s) removed from the corpus, e.g. {sorted(gone)[0]}"
         for rel, source in current.items():

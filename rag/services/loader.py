@@ -47,6 +47,16 @@ def _is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+def check_paths(paths: Iterable[Path]) -> None:
+    """Fail fast, before any model loads or index opens, on paths that do not exist."""
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise InputError(
+            "no such file or folder: " + ", ".join(str(p) for p in missing),
+            "check the path; `rag ingest` takes files or folders of text documents",
+        )
+
+
 def discover(paths: Iterable[Path], corpus_root: Path) -> list[Source]:
     """Files under ``paths``; names are relative to ``corpus_root`` when inside it.
 
@@ -54,12 +64,7 @@ def discover(paths: Iterable[Path], corpus_root: Path) -> list[Source]:
     file name (a file).  Missing paths are an error before anything is read.
     """
     paths = list(paths)
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        raise InputError(
-            "no such file or folder: " + ", ".join(str(p) for p in missing),
-            "check the path; `rag ingest` takes files or folders of text documents",
-        )
+    check_paths(paths)
     corpus_root = corpus_root.resolve()
     sources: dict[Path, Source] = {}
     for given in paths:

@@ -67,7 +67,7 @@ class LlamaCppLLM:
         _route_native_logs(llama_cpp)
         path = model_path or settings.llamacpp_model_path
         if path is None:
-            path = default_model_path(settings.index_dir.parent / "models")
+            path = default_model_path(settings.models_dir)
         if not Path(path).is_file():
             raise LLMUnavailableError(
                 f"GGUF model file not found: {path}", "set RAG_LLAMACPP_MODEL_PATH to a .gguf file"
@@ -117,7 +117,7 @@ class LlamaCppLLM:
                     yield piece
                 if time.monotonic() > deadline:
                     raise LLMTimeoutError(
-                        f"llama.cpp did not finish within {self.settings.total_timeout:.0f} s",
+                        f"llama.cpp did not finish within {self.settings.total_timeout:g} s",
                         "raise RAG_TOTAL_TIMEOUT or lower RAG_MAX_TOKENS",
                     )
         except LLMError:

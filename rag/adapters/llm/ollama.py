@@ -94,7 +94,7 @@ class OllamaLLM:
                     break
                 if time.monotonic() > deadline:
                     raise LLMTimeoutError(
-                        f"Ollama did not finish within {self.settings.total_timeout:.0f} s",
+                        f"Ollama did not finish within {self.settings.total_timeout:g} s",
                         "raise RAG_TOTAL_TIMEOUT or use a smaller model",
                     )
         except LLMError:
@@ -120,9 +120,9 @@ class OllamaLLM:
         if isinstance(exc, ollama.ResponseError):
             if exc.status_code == 404 or "not found" in str(exc.error).lower():
                 return self._missing()
+            status = f" (HTTP {exc.status_code})" if exc.status_code > 0 else ""
             return LLMUnavailableError(
-                f"Ollama at {self.host} answered with an error: {exc.error}"
-                f" (HTTP {exc.status_code})",
+                f"Ollama at {self.host} answered with an error: {exc.error}{status}",
                 "check the Ollama server's log",
             )
         if isinstance(exc, (ConnectionError, httpx.ConnectError)):
@@ -133,13 +133,12 @@ class OllamaLLM:
         if isinstance(exc, httpx.ConnectTimeout):
             return LLMTimeoutError(
                 f"connecting to Ollama at {self.host} timed out after "
-                f"{self.settings.connect_timeout:.0f} s",
+                f"{self.settings.connect_timeout:g} s",
                 "check OLLAMA_HOST and that the server is up",
             )
         if isinstance(exc, (httpx.ReadTimeout, httpx.PoolTimeout, httpx.WriteTimeout)):
             return LLMTimeoutError(
-                f"Ollama at {self.host} sent no token for "
-                f"{self.settings.first_token_timeout:.0f} s",
+                f"Ollama at {self.host} sent no token for {self.settings.first_token_timeout:g} s",
                 "the model may still be loading or too slow; raise RAG_FIRST_TOKEN_TIMEOUT",
             )
         if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, json.JSONDecodeError)):

@@ -26,9 +26,7 @@ class Choice:
 def make_backend(settings: Settings, name: str) -> Choice:
     """Build the named backend; errors say why it cannot serve."""
     if name not in BACKENDS:
-        raise ConfigError(
-            f"unknown backend {name!r}", f"choose one of: {', '.join(BACKENDS)}"
-        )
+        raise ConfigError(f"unknown backend {name!r}", f"choose one of: {', '.join(BACKENDS)}")
     if name == "auto":
         return choose_auto(settings)
     if name == "extractive":

@@ -1,0 +1,1 @@
+"""Evaluation suite for ``rag``: metric definitions (see ``rag.evaluation.metrics``)."""

@@ -1,0 +1,92 @@
+"""Shared fixtures: the real embedding model, real Chroma indexes in temporary folders."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO / "data" / "corpus"
+PUTIN_2000 = "When did Putin last visit North Korea before this trip?"
+# Lines that say when Putin last visited (before June 2024).
+PUTIN_2000_LINES = {("003_04a47c1ca7d95a89.txt", 2), ("004_5e50463e41e8a191.txt", 14)}
+OFF_TOPIC = "What is the boiling point of water at sea level in Celsius?"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never see the developer's own RAG_* settings or rag.toml."""
+    for key in list(os.environ):
+        if key.startswith("RAG_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("RAG_CONFIG", str(tmp_path / "no-rag.toml"))
+
+
+def sed_lines(path: Path) -> list[str]:
+    """The file's lines as `sed -n 'Np'` prints them (without the line ending)."""
+    text = path.read_bytes().decode("utf-8-sig")
+    lines = text.split("\n")
+    if text.endswith("\n"):
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def embedder():  # type: ignore[no-untyped-def]
+    from rag.adapters.embedder import Embedder
+
+    return Embedder("all-MiniLM-L6-v2")
+
+
+def make_runtime(tmp: Path, embedder, corpus: Path | None = None, **overrides):  # type: ignore[no-untyped-def]
+    """A Runtime over ``corpus`` (a copy of data/corpus by default) with its own index."""
+    from rag.config import Settings
+    from rag.runtime import Runtime
+
+    if corpus is None:
+        corpus = tmp / "corpus"
+        if not corpus.exists():
+            shutil.copytree(CORPUS, corpus)
+    overrides.setdefault("models_dir", REPO / "data" / "models")
+    settings = Settings(corpus_dir=corpus, index_dir=tmp / "index", **overrides)
+    runtime = Runtime(settings)
+    runtime.__dict__["embedder"] = embedder  # share the loaded model (cached_property slot)
+    return runtime
+
+
+@pytest.fixture(scope="session")
+def corpus_runtime(tmp_path_factory: pytest.TempPathFactory, embedder):  # type: ignore[no-untyped-def]
+    """data/corpus ingested once into a temporary index (extractive backend)."""
+    runtime = make_runtime(tmp_path_factory.mktemp("corpus"), embedder, llm_backend="extractive")
+    runtime.ingest_service().ingest()
+    return runtime
+
+
+@pytest.fixture(scope="session")
+def cli_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Environment for `rag` subprocesses: an isolated config and index."""
+    home = tmp_path_factory.mktemp("cli")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update(
+        RAG_CONFIG=str(home / "rag.toml"),
+        RAG_INDEX_DIR=str(home / "index"),
+        RAG_CORPUS_DIR=str(CORPUS),
+        RAG_LLM_BACKEND="extractive",
+        NO_COLOR="1",
+        OLLAMA_HOST=f"127.0.0.1:{free_port()}",  # nothing listens there: Ollama is "down"
+    )
+    yield env

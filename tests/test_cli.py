@@ -1,0 +1,119 @@
+"""The real `rag` command in a subprocess: ingest, ask, config, and friendly errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CORPUS, OFF_TOPIC, PUTIN_2000, PUTIN_2000_LINES
+
+RAG = str(Path(sys.executable).parent / "rag")
+
+
+def rag(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [RAG, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(scope="module")
+def ingested(cli_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    env = {**cli_env, "RAG_INDEX_DIR": str(tmp_path_factory.mktemp("cli-index"))}
+    done = rag("ingest", str(CORPUS), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "indexed 5 file(s)" in done.stderr
+    return env
+
+
+def test_ask_prints_answer_with_line_markers_and_quotes(ingested: dict[str, str]) -> None:
+    done = rag("ask", PUTIN_2000, env=ingested)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    first_line = out.splitlines()[0]
+    assert "2000" in first_line
+    assert any(f"[{path}:L{line}]" in first_line for path, line in PUTIN_2000_LINES)
+    assert "   14 | Putin’s last visit to North Korea was in July 2000." in out or (
+        "    2 | Putin’s last visit to Pyongyang was in July 2000" in out
+    )
+    assert "\x1b[" not in out  # not a terminal, NO_COLOR: plain text
+
+
+def test_ask_json(ingested: dict[str, str]) -> None:
+    done = rag("ask", PUTIN_2000, "--json", "--backend", "extractive", env=ingested)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["backend"] == "extractive" and "2000" in answer["answer"]
+    cited = {(c["path"], c["start_line"]) for c in answer["citations"]}
+    assert cited & PUTIN_2000_LINES
+    assert set(answer["timings"]) == {"retrieval_ms", "generation_ms", "total_ms"}
+
+
+def test_ask_what_the_documents_do_not_say(ingested: dict[str, str]) -> None:
+    done = rag("ask", OFF_TOPIC, "--json", env=ingested)
+    answer = json.loads(done.stdout)
+    assert answer["abstained"] is True and answer["citations"] == []
+    assert "do not contain" in answer["answer"]
+
+
+def test_ingest_if_stale_skips_an_up_to_date_index(ingested: dict[str, str]) -> None:
+    done = rag("ingest", "--if-stale", env=ingested)
+    assert done.returncode == 0 and "index is up to date" in done.stderr
+
+
+def test_missing_path_is_one_friendly_line(cli_env: dict[str, str], tmp_path: Path) -> None:
+    done = rag("ingest", str(tmp_path / "nope"), env=cli_env)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: no such file or folder: {tmp_path / 'nope'}")
+    assert "hint:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_empty_folder(cli_env: dict[str, str], tmp_path: Path) -> None:
+    done = rag("ingest", str(tmp_path), env=cli_env)
+    assert done.returncode == 2 and "error: no files found" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_ask_without_an_index(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "RAG_INDEX_DIR": str(tmp_path / "none")}
+    done = rag("ask", "anything?", env=env)
+    assert done.returncode == 2 and "error: no index found" in done.stderr
+    assert "hint: build it with `rag ingest`" in done.stderr
+
+
+def test_bad_settings_are_reported_by_name(cli_env: dict[str, str]) -> None:
+    done = rag("config", env={**cli_env, "RAG_TOP_K": "lots"})
+    assert done.returncode == 2 and "top_k" in done.stderr and "Traceback" not in done.stderr
+    done = rag("ask", "q?", "--backend", "gpt", env=cli_env)
+    assert done.returncode == 2 and "llm_backend" in done.stderr
+
+
+def test_config_shows_values_and_their_sources(cli_env: dict[str, str], tmp_path: Path) -> None:
+    toml = tmp_path / "rag.toml"
+    toml.write_text('chunk_size = 100\nollama_model = "qwen2.5:7b"\n')
+    env = {**cli_env, "RAG_CONFIG": str(toml), "RAG_TOP_K": "7"}
+    done = rag("config", "--json", "--backend", "llamacpp", env=env)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert rows["top_k"] == {"value": "7", "source": "env RAG_TOP_K"}
+    assert rows["chunk_size"] == {"value": "100", "source": str(toml)}
+    assert rows["ollama_model"]["source"] == str(toml)
+    assert rows["llm_backend"] == {"value": "llamacpp", "source": "command line"}
+    assert rows["max_tokens"]["source"] == "default"
+    plain = rag("config", env=env).stdout
+    assert "top_k" in plain and "Passages retrieved per question." in plain
+
+
+def test_broken_toml_is_reported(cli_env: dict[str, str], tmp_path: Path) -> None:
+    toml = tmp_path / "rag.toml"
+    toml.write_text("chunk_size = = 3\n")
+    done = rag("config", env={**cli_env, "RAG_CONFIG": str(toml)})
+    assert done.returncode == 2 and "is not valid TOML" in done.stderr
