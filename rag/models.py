@@ -44,6 +44,27 @@ class Citation(BaseModel):
         return f"{self.path}:L{self.start_line}-L{self.end_line}"
 
 
+class Source(BaseModel):
+    """A passage retrieved for a question (whether or not the answer cites it)."""
+
+    path: str
+    start_line: int
+    end_line: int
+    score: float
+    text: str
+
+    @classmethod
+    def of(cls, passage: Passage) -> Source:
+        c = passage.chunk
+        return cls(
+            path=c.path,
+            start_line=c.start_line,
+            end_line=c.end_line,
+            score=passage.score,
+            text=c.text,
+        )
+
+
 class Timings(BaseModel):
     retrieval_ms: float = 0.0
     generation_ms: float = 0.0
@@ -61,6 +82,9 @@ class Answer(BaseModel):
     model: str
     backend_reason: str = ""
     prompt_version: str | None = None
+    sources: list[Source] = Field(
+        default_factory=list, description="The passages retrieved, best first, with scores."
+    )
     notes: list[str] = Field(
         default_factory=list, description="What rag changed or dropped, e.g. unsupported text."
     )

@@ -14,7 +14,7 @@ from rag.adapters.llm.select import Choice, make_backend
 from rag.adapters.store import ChromaStore
 from rag.config import Settings
 from rag.errors import InputError
-from rag.models import Answer, Citation, Passage, Timings
+from rag.models import Answer, Citation, Passage, Source, Timings
 from rag.prompts import DEFAULT_PROMPTS_DIR, load_prompt
 from rag.services.citations import (
     Evidence,
@@ -148,6 +148,7 @@ class AnswerService:
             backend=choice.backend,
             model=choice.model,
             backend_reason=choice.reason,
+            sources=[Source.of(p) for p in passages],
         )
         if self.relevant(question, passages):
             candidates = self.rank_sentences(question, vector, passages)
