@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve ingest ask test lint format clean
+.PHONY: help install run serve ingest ask test lint format clean eval eval-update
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -44,3 +44,9 @@ format: install ## Format the code with ruff
 
 clean: ## Remove the index and caches (keeps .venv)
 	rm -rf data/index data/models .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+eval: install ## Evaluate on eval/golden.jsonl (extractive) against eval/baseline.json
+	$(BIN)/rag eval --corpus data/corpus --baseline eval/baseline.json
+
+eval-update: install ## Re-run the evaluation and rewrite eval/baseline.json
+	$(BIN)/rag eval --corpus data/corpus --baseline eval/baseline.json --update-baseline

@@ -98,6 +98,11 @@ class Settings(BaseSettings):
 
     # Retrieval and answering
     top_k: int = Field(5, ge=1, le=100, description="Passages retrieved per question.")
+    exact_search: bool = Field(
+        False,
+        description="Brute-force similarity search instead of Chroma's HNSW: exact and "
+        "deterministic (the evaluation uses it), slower on large indexes.",
+    )
     min_relevance: float = Field(
         0.2,
         ge=-1.0,

@@ -78,6 +78,9 @@ class Answer(BaseModel):
     answer: str
     citations: list[Citation] = Field(default_factory=list)
     abstained: bool = False
+    confidence: float = Field(
+        0.0, ge=0.0, le=1.0, description="How sure rag is that the answer is in the documents."
+    )
     backend: str
     model: str
     backend_reason: str = ""

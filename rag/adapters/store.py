@@ -71,6 +71,7 @@ class ChromaStore:
         self.expected = expected
         self._client = _client(settings)
         self._collection: Any = None
+        self._exact: tuple[list[Chunk], Any] | None = None  # cache for exact search
         self.batch_size = max(1, int(self._client.get_max_batch_size()))
 
     # -- lifecycle -------------------------------------------------------
@@ -115,6 +116,7 @@ class ChromaStore:
         if self.exists():
             self._client.delete_collection(self.settings.collection)
         self._collection = None
+        self._exact = None
 
     @property
     def where(self) -> str:
@@ -135,6 +137,7 @@ class ChromaStore:
         embeddings: np.ndarray,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
+        self._exact = None
         for i in range(0, len(chunks), self.batch_size):
             part = chunks[i : i + self.batch_size]
             self.collection.upsert(
@@ -156,6 +159,7 @@ class ChromaStore:
                 on_batch(len(part))
 
     def delete(self, ids: Sequence[str]) -> None:
+        self._exact = None
         for i in range(0, len(ids), self.batch_size):
             self.collection.delete(ids=list(ids[i : i + self.batch_size]))
 
@@ -168,6 +172,9 @@ class ChromaStore:
         return int(self.collection.count())
 
     def query(self, embedding: np.ndarray, k: int) -> list[Passage]:
+        """The ``k`` chunks most similar to ``embedding`` (cosine), best first."""
+        if self.settings.exact_search:
+            return self._exact_query(embedding, k)
         n = self.count()
         if n == 0:
             return []
@@ -176,22 +183,44 @@ class ChromaStore:
             n_results=min(k, n),
             include=["documents", "metadatas", "distances"],
         )
-        passages = []
-        for cid, doc, meta, dist in zip(
-            result["ids"][0],
-            result["documents"][0],
-            result["metadatas"][0],
-            result["distances"][0],
-            strict=True,
-        ):
-            chunk = Chunk(
-                id=cid,
-                path=str(meta["path"]),
-                start_line=int(meta["start_line"]),
-                end_line=int(meta["end_line"]),
-                start_char=int(meta["start_char"]),
-                end_char=int(meta["end_char"]),
-                text=doc or "",
+        return [
+            Passage(chunk=_chunk(cid, doc, meta), score=round(1.0 - float(dist), 6))
+            for cid, doc, meta, dist in zip(
+                result["ids"][0],
+                result["documents"][0],
+                result["metadatas"][0],
+                result["distances"][0],
+                strict=True,
             )
-            passages.append(Passage(chunk=chunk, score=round(1.0 - float(dist), 6)))
-        return passages
+        ]
+
+    def _exact_query(self, embedding: np.ndarray, k: int) -> list[Passage]:
+        """Brute-force search: deterministic (HNSW is not, across rebuilds); ties by id."""
+        import numpy as np
+
+        if self._exact is None:
+            got = self.collection.get(include=["embeddings", "documents", "metadatas"])
+            order = sorted(range(len(got["ids"])), key=lambda i: got["ids"][i])
+            chunks = [
+                _chunk(got["ids"][i], got["documents"][i], got["metadatas"][i]) for i in order
+            ]
+            matrix = np.asarray([got["embeddings"][i] for i in order], dtype=np.float32)
+            self._exact = (chunks, matrix.reshape(len(chunks), -1))
+        chunks, matrix = self._exact
+        if not chunks:
+            return []
+        scores = np.round(matrix @ np.asarray(embedding, dtype=np.float32), 6)
+        top = np.lexsort((np.arange(len(chunks)), -scores))[:k]  # stable: equal scores by id
+        return [Passage(chunk=chunks[i], score=round(float(scores[i]), 6)) for i in top]
+
+
+def _chunk(cid: str, doc: str | None, meta: Any) -> Chunk:
+    return Chunk(
+        id=cid,
+        path=str(meta["path"]),
+        start_line=int(meta["start_line"]),
+        end_line=int(meta["end_line"]),
+        start_char=int(meta["start_char"]),
+        end_char=int(meta["end_char"]),
+        text=doc or "",
+    )

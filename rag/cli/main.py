@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from rag.cli.eval_cmd import eval_command
 from rag.config import BACKENDS, Settings, describe_settings, load_settings
 from rag.errors import RagError
 
@@ -189,6 +190,9 @@ def config(
     width = max(len(n) for n, *_ in rows)
     for name, value, source, description in rows:
         typer.echo(f"{name:<{width}}  {value!s:<40}  [{source}]  {description}")
+
+
+app.command("eval")(friendly(eval_command))
 
 
 def main() -> None:

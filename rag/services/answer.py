@@ -60,6 +60,13 @@ class Candidate:
         )
 
 
+def confidence(passages: list[Passage], candidates: list[Candidate]) -> float:
+    """In [0, 1]: how well the best retrieved sentence matches the question."""
+    if not passages or not candidates:
+        return 0.0
+    return round(min(1.0, max(0.0, candidates[0].score)), 4)
+
+
 class AnswerService:
     def __init__(
         self,
@@ -150,13 +157,14 @@ class AnswerService:
             backend_reason=choice.reason,
             sources=[Source.of(p) for p in passages],
         )
-        if self.relevant(question, passages):
-            candidates = self.rank_sentences(question, vector, passages)
-            if candidates and choice.llm is None:
+        candidates = self.rank_sentences(question, vector, passages) if passages else []
+        answer.confidence = confidence(passages, candidates)
+        if candidates and self.relevant(question, passages):
+            if choice.llm is None:
                 best = candidates[0]
                 answer.answer, answer.citations = f"{best.text} [1]", [best.citation()]
                 answer.abstained = False
-            elif candidates:
+            else:
                 self._generate(answer, choice, passages, candidates, on_token)
         finished = time.perf_counter()
         answer.timings = Timings(

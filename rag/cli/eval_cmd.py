@@ -1,0 +1,86 @@
+"""`rag eval`: the golden-question evaluation with a regression gate."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rag.config import load_settings
+
+DEFAULT_GOLDEN = Path("eval/golden.jsonl")
+DEFAULT_BASELINE = Path("eval/baseline.json")
+
+
+def eval_command(
+    golden: Annotated[Path, typer.Option(help="Golden questions (JSON lines).")] = DEFAULT_GOLDEN,
+    corpus: Annotated[
+        Path | None,
+        typer.Option(help="Build a fresh index of this folder first (default: use the index)."),
+    ] = None,
+    backend: Annotated[str, typer.Option(help="LLM backend to evaluate.")] = "extractive",
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=100)] = 5,
+    baseline: Annotated[
+        Path | None, typer.Option(help="Fail when a metric drops below this baseline.")
+    ] = None,
+    update_baseline: Annotated[
+        bool, typer.Option("--update-baseline", help="Write this run as the baseline.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default eval/runs/TIME).")
+    ] = None,
+    index: Annotated[Path | None, typer.Option("--index", help="Index folder.")] = None,
+) -> None:
+    """Run the golden questions, score retrieval, citations, answers and abstention."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from rag.evaluation.gate import baseline_payload, compare, load_baseline
+    from rag.evaluation.report import write_outputs
+    from rag.evaluation.runner import EvalConfig, run_eval, summarize
+
+    settings = load_settings(index_dir=index)
+    config = EvalConfig(golden=golden, corpus=corpus, backend=backend, top_k=top_k)
+    before = load_baseline(baseline) if baseline and not update_baseline else None
+    columns = ("questions", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task("eval", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        run = run_eval(settings, config, progress)
+    summary = summarize(run.rows)
+    meta = {**run.meta, "interrupted": run.interrupted}
+    gate = compare(before, summary["metrics"], run.rows) if before else None
+    folder = out or Path("eval/runs") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    write_outputs(folder, meta, summary, run.rows, before, gate)
+    typer.echo(json.dumps(summary["metrics"], indent=2))
+    typer.echo(f"report: {folder / 'report.html'}", err=True)
+    if update_baseline and not run.interrupted:
+        target = baseline or DEFAULT_BASELINE
+        target.write_text(
+            json.dumps(baseline_payload(meta, summary, run.rows), indent=2) + "\n",
+            encoding="utf-8",
+        )
+        typer.echo(f"baseline written: {target}", err=True)
+    if run.interrupted:
+        typer.echo(f"interrupted after {len(run.rows)} questions; partial results kept", err=True)
+        raise typer.Exit(130)
+    if gate and not gate.passed:
+        typer.echo("regression gate FAILED:", err=True)
+        for r in gate.regressions:
+            typer.echo(
+                f"  {r.metric}: {r.baseline:.4f} -> {r.current:.4f} (tolerance {r.tolerance})",
+                err=True,
+            )
+        if gate.flipped:
+            typer.echo(f"  right before, wrong now: {', '.join(gate.flipped)}", err=True)
+        raise typer.Exit(1)
+    if gate:
+        typer.echo("regression gate passed", err=True)
+    sys.stdout.flush()

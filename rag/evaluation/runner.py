@@ -1,0 +1,162 @@
+"""`rag eval`: run every golden question through retrieval and answering, score, summarise."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rag.config import Settings
+from rag.evaluation import metrics as m
+from rag.evaluation.golden import GoldenQuestion, corpus_hash, file_hash, load_golden
+from rag.runtime import Runtime
+
+RETRIEVAL_DEPTH = 10  # recall@10 needs ten passages, whatever top_k answers with
+_MARKER = re.compile(r"\s*\[\d+\]")
+
+
+@dataclass
+class EvalConfig:
+    golden: Path
+    corpus: Path | None  # None: use the configured index as it is
+    backend: str
+    top_k: int
+
+
+@dataclass
+class EvalRun:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+def question_row(q: GoldenQuestion, runtime: Runtime, backend: str, top_k: int) -> dict[str, Any]:
+    """Ask one golden question and score it."""
+    service = runtime.answer_service
+    started = time.perf_counter()
+    passages, _ = service.retrieve(q.question, max(RETRIEVAL_DEPTH, top_k))
+    retrieval_ms = (time.perf_counter() - started) * 1000
+    answer = service.ask(q.question, top_k=top_k, backend=backend)
+    retrieved = [m.Range(p.chunk.path, p.chunk.start_line, p.chunk.end_line) for p in passages]
+    cited = [m.Range(c.path, c.start_line, c.end_line) for c in answer.citations]
+    text = _MARKER.sub("", answer.answer).strip() if not answer.abstained else ""
+    score = m.citation_scores(cited, q.evidence)
+    rank = m.hit_rank(retrieved, q.evidence) if q.answerable else None
+    return {
+        "id": q.id,
+        "question": q.question,
+        "answerable": q.answerable,
+        "gold": q.answers,
+        "answer": answer.answer,
+        "abstained": answer.abstained,
+        "confidence": answer.confidence,
+        "citations": [c.model_dump(exclude={"quote"}) for c in answer.citations],
+        "retrieved": [f"{r.file}:{r.start_line}-{r.end_line}" for r in retrieved],
+        "hit_rank": rank,
+        "exact_match": m.exact_match(text, q.answers) if q.answerable else None,
+        "f1": m.token_f1(text, q.answers) if q.answerable else None,
+        "contains": m.contains_answer(text, q.answers) if q.answerable else None,
+        "citation": {
+            "cited": score.cited,
+            "correct": score.correct,
+            "cited_lines": score.cited_lines,
+            "evidence_lines_cited": score.evidence_lines_cited,
+        },
+        "correct": _correct(q, answer.abstained, text, score),
+        "latency_ms": {
+            "retrieval": round(retrieval_ms, 2),
+            "generation": answer.timings.generation_ms,
+            "total": answer.timings.total_ms,
+        },
+        "prompt_version": answer.prompt_version,
+        "model": answer.model,
+    }
+
+
+def _correct(q: GoldenQuestion, abstained: bool, text: str, cite: m.CitationScore) -> bool:
+    """Right = abstained on an unanswerable question, or answered with a gold alias and a
+    correct citation on an answerable one."""
+    if not q.answerable:
+        return abstained
+    return not abstained and m.contains_answer(text, q.answers) == 1.0 and cite.correct > 0
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Aggregate metrics (deterministic) and latency (not) over per-question rows."""
+    answerable = [r for r in rows if r["answerable"]]
+    ranks = [r["hit_rank"] for r in answerable]
+    metrics: dict[str, float | None] = {
+        f"recall@{k}": m.recall_at_k(ranks, k) for k in (1, 3, 5, 10)
+    }
+    metrics["mrr"] = m.mrr(ranks)
+    metrics.update(m.aggregate_citations([m.CitationScore(**r["citation"]) for r in answerable]))
+    for key in ("exact_match", "f1", "contains"):
+        metrics[key] = sum(r[key] for r in answerable) / len(answerable) if answerable else 0.0
+    metrics.update(
+        m.abstention_scores([r["abstained"] for r in rows], [r["answerable"] for r in rows])
+    )
+    metrics["abstention_auroc"] = m.auroc(
+        [r["confidence"] for r in rows], [r["answerable"] for r in rows]
+    )
+    metrics["accuracy"] = sum(r["correct"] for r in rows) / len(rows) if rows else 0.0
+    metrics = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}
+    latency = {
+        stage: {
+            "p50": round(m.percentile([r["latency_ms"][stage] for r in rows], 50), 1),
+            "p95": round(m.percentile([r["latency_ms"][stage] for r in rows], 95), 1),
+        }
+        for stage in ("retrieval", "generation", "total")
+    }
+    return {
+        "questions": len(rows),
+        "answerable": len(answerable),
+        "unanswerable": len(rows) - len(answerable),
+        "metrics": metrics,
+        "latency_ms": latency,
+    }
+
+
+def run_eval(
+    settings: Settings,
+    config: EvalConfig,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> EvalRun:
+    """Run the golden questions.  Ctrl-C stops early; what was done is returned."""
+    questions = load_golden(config.golden)
+    run = EvalRun()
+    with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
+        if config.corpus is not None:
+            settings = settings.model_copy(
+                update={"corpus_dir": config.corpus, "index_dir": Path(tmp) / "index"}
+            )
+        settings = settings.model_copy(update={"exact_search": True, "top_k": config.top_k})
+        runtime = Runtime(settings)
+        if config.corpus is not None:
+            runtime.ingest_service().ingest()
+        choice = runtime.answer_service.backend(config.backend)
+        run.meta = {
+            "backend": choice.backend,
+            "model": choice.model,
+            "embedding_model": runtime.index_info.embedding_model,
+            "chunker": runtime.index_info.chunker,
+            "top_k": config.top_k,
+            "golden": str(config.golden),
+            "golden_sha256": file_hash(config.golden),
+            "corpus": str(settings.corpus_dir),
+            "corpus_sha256": corpus_hash(settings.corpus_dir),
+            "exact_search": True,
+        }
+        try:
+            for done, q in enumerate(questions, start=1):
+                run.rows.append(question_row(q, runtime, config.backend, config.top_k))
+                if on_progress:
+                    on_progress(done, len(questions))
+        except KeyboardInterrupt:
+            run.interrupted = True
+    versions = sorted({r["prompt_version"] for r in run.rows if r["prompt_version"]})
+    run.meta["prompt_versions"] = versions
+    return run
