@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve ingest ask test lint format clean eval eval-update
+.PHONY: help install run serve chat ingest ask test lint format clean eval eval-update
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -24,6 +24,10 @@ install: $(STAMP) ## Create .venv and install rag (torch pinned first)
 run: install ## Ingest data/corpus if the index is missing or stale, then serve on 127.0.0.1:8000
 	$(BIN)/rag ingest --if-stale
 	$(BIN)/rag serve
+
+chat: install ## Talk to your documents (ingests data/corpus first if needed)
+	$(BIN)/rag ingest --if-stale
+	$(BIN)/rag chat
 
 ingest: install ## Re-ingest data/corpus
 	$(BIN)/rag ingest --prune

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -30,6 +31,20 @@ DEFAULT_OLLAMA_PORT = 11434
 
 def _toml_path() -> Path:
     return Path(os.environ.get("RAG_CONFIG", "rag.toml"))
+
+
+def split_list(value: Any, separators: str = ",") -> Any:
+    """A list setting given as one string: a JSON array, or items split on ``separators``."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        import json
+
+        return json.loads(text)
+    for sep in separators[1:]:
+        text = text.replace(sep, separators[0])
+    return [item.strip() for item in text.split(separators[0]) if item.strip()]
 
 
 def normalize_ollama_host(value: str) -> str:
@@ -98,6 +113,15 @@ class Settings(BaseSettings):
 
     # Retrieval and answering
     top_k: int = Field(5, ge=1, le=100, description="Passages retrieved per question.")
+    hybrid: bool = Field(
+        True,
+        description="Fuse keyword (BM25) and embedding rankings; off: embeddings only.",
+    )
+    rerank: bool = Field(
+        True,
+        description="Re-rank the hybrid search's best 20 passages by their best sentence's "
+        "score as an answer (meaning, question words, answer type).",
+    )
     exact_search: bool = Field(
         False,
         description="Brute-force similarity search instead of Chroma's HNSW: exact and "
@@ -109,6 +133,26 @@ class Settings(BaseSettings):
         le=1.0,
         description="Cosine similarity the best passage must reach, or rag says the documents "
         "do not contain the answer.",
+    )
+
+    abstain_below: float = Field(
+        0.65,
+        ge=0.0,
+        le=1.0,
+        description="Abstain (\"the documents do not say\") when the answer's confidence is "
+        "below this (see README, Abstention, for the trade-off it sets).",
+    )
+    support_threshold: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Share of a sentence's content words (every number included) its cited "
+        "lines must contain for the citation to count as verified.",
+    )
+    unsupported: Literal["remove", "mark"] = Field(
+        "remove",
+        description="What happens to a generated sentence no retrieved line supports: "
+        "removed, or kept and marked [unsupported].",
     )
 
     # LLM
@@ -151,11 +195,87 @@ class Settings(BaseSettings):
     # Server
     host: str = Field("127.0.0.1", description="Address `rag serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `rag serve` listens on.")
+    api_key: SecretStr | None = Field(
+        None,
+        description="If set, every API route except /healthz and the docs needs it, as "
+        "`Authorization: Bearer KEY` or `X-API-Key: KEY` (compared in constant time, never "
+        "logged). Unset: no authentication (the server binds 127.0.0.1 by default).",
+    )
+    allowed_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Folders `POST /v1/ingest` may read (after resolving symlinks); a JSON "
+        "array or a list separated by ':'. Empty: only the corpus folder.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins allowed to call the API from a browser (CORS), comma-separated. "
+        "Empty: CORS off.",
+    )
+    trusted_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1", "localhost", "::1"],
+        description="Host header values the API answers (against DNS rebinding), "
+        "comma-separated; '*.example.org' matches subdomains, '*' disables the check. The "
+        "bind address (RAG_HOST) is added when it is a specific address.",
+    )
+    max_body_mb: float = Field(
+        10.0,
+        gt=0,
+        description="Largest request body in MiB, also for chunked bodies; larger: HTTP 413.",
+    )
+    max_upload_files: int = Field(
+        20, ge=1, le=1000, description="Most files one `POST /v1/ingest` upload may carry."
+    )
+    max_upload_file_mb: float = Field(
+        10.0, gt=0, description="Largest uploaded file in MiB; larger: HTTP 413."
+    )
+    request_timeout: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds a request (a whole streamed answer included) may take before the "
+        "API gives up with HTTP 504 and stops the model.",
+    )
+    llm_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Answers an LLM backend generates at once (llamacpp: always 1); more wait "
+        "in a short queue.",
+    )
+    llm_queue: int = Field(
+        8,
+        ge=0,
+        le=1000,
+        description="Questions that may wait for a busy LLM; beyond that the API answers 429 "
+        "at once, with Retry-After.",
+    )
+    llm_queue_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a question waits for a busy LLM before the API answers 503 with "
+        "Retry-After.",
+    )
+    ingest_queue: int = Field(
+        4,
+        ge=0,
+        le=1000,
+        description="Ingest jobs that may wait behind the running one (jobs run one at a "
+        "time); more are refused with 429.",
+    )
 
     @field_validator("ollama_host")
     @classmethod
     def _norm_host(cls, value: str) -> str:
         return normalize_ollama_host(value)
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        return split_list(value, os.pathsep)
+
+    @field_validator("cors_origins", "trusted_hosts", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        return split_list(value, ",")
 
     @classmethod
     def settings_customise_sources(

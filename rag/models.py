@@ -36,6 +36,10 @@ class Citation(BaseModel):
     end_line: int
     quote: str = Field(description="The cited lines, verbatim.")
     score: float = Field(description="Relevance of the passage the lines come from.")
+    support: float = Field(
+        1.0, description="Share of the claim's content words (numbers included) in the lines."
+    )
+    verified: bool = Field(True, description="Support reached the verification threshold.")
 
     @property
     def anchor(self) -> str:
@@ -92,3 +96,8 @@ class Answer(BaseModel):
         default_factory=list, description="What rag changed or dropped, e.g. unsupported text."
     )
     timings: Timings = Field(default_factory=Timings)
+    index_version: str | None = Field(
+        None,
+        description="Which state of the index answered: a short hash of the documents it held "
+        "(set by the HTTP API).",
+    )

@@ -5,12 +5,14 @@ from __future__ import annotations
 from functools import cached_property
 
 from rag.adapters.embedder import Embedder
+from rag.adapters.lexical import LexicalIndex
 from rag.adapters.llm.select import Choice, make_backend
 from rag.adapters.store import ChromaStore, IndexInfo
 from rag.config import Settings
 from rag.services.answer import AnswerService
 from rag.services.chunker import CHUNKER_VERSION, Chunker
 from rag.services.ingest import IngestService, Progress
+from rag.services.retrieval import Retriever
 
 
 class Runtime:
@@ -36,14 +38,26 @@ class Runtime:
     def store(self) -> ChromaStore:
         return ChromaStore(self.settings, self.index_info)
 
+    @cached_property
+    def lexical(self) -> LexicalIndex:
+        return LexicalIndex(self.settings.index_dir / "lexical.sqlite")
+
     def ingest_service(self, progress: Progress | None = None) -> IngestService:
-        return IngestService(self.settings, self.embedder, self.store, self.chunker, progress)
+        return IngestService(
+            self.settings, self.embedder, self.store, self.lexical, self.chunker, progress
+        )
 
     @cached_property
     def default_backend(self) -> Choice:
         return make_backend(self.settings, self.settings.llm_backend)
 
     @cached_property
-    def answer_service(self) -> AnswerService:
+    def retriever(self) -> Retriever:
         self.store.open()
-        return AnswerService(self.settings, self.embedder, self.store, self.default_backend)
+        if self.lexical.count() != self.store.count():
+            self.ingest_service()._reconcile_lexical()
+        return Retriever(self.settings, self.embedder, self.store, self.lexical)
+
+    @cached_property
+    def answer_service(self) -> AnswerService:
+        return AnswerService(self.settings, self.embedder, self.retriever, self.default_backend)

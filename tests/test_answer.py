@@ -145,3 +145,24 @@ def test_undeclared_variable_in_a_prompt_file_fails(tmp_path) -> None:  # type: 
     (tmp_path / "bad.txt").write_text("# name: bad\n# version: 1\n# variables: a\n[text]\n$a $b\n")
     with pytest.raises(PromptError, match="undeclared"):
         load_prompt("bad", tmp_path).render(a="x")
+
+
+def test_unsupported_sentences_can_be_kept_and_marked() -> None:
+    cited = cite_answer(
+        "The summit took place in Pyongyang [1]. Putin also visited Sydney in 1999 [1].",
+        CONTEXT,
+        CONTEXT,
+        keep_unsupported=True,
+    )
+    assert cited.text == (
+        "The summit took place in Pyongyang. [1] "
+        "Putin also visited Sydney in 1999. [unsupported]"
+    )
+    assert cited.dropped_sentences == 1 and cited.kept_sentences == 1
+    assert all(c.verified and c.support >= 0.5 for c in cited.citations)
+
+
+def test_a_stricter_threshold_drops_weak_citations() -> None:
+    weak = "Kim Jong Un greeted Putin at a banquet in Moscow [2]."  # 5 of 7 words in b.txt:1
+    assert cite_answer(weak, CONTEXT, CONTEXT, threshold=0.5).citations
+    assert not cite_answer(weak, CONTEXT, CONTEXT, threshold=0.9).citations

@@ -171,16 +171,27 @@ class ChromaStore:
     def count(self) -> int:
         return int(self.collection.count())
 
-    def query(self, embedding: np.ndarray, k: int) -> list[Passage]:
-        """The ``k`` chunks most similar to ``embedding`` (cosine), best first."""
+    def query(
+        self, embedding: np.ndarray, k: int, paths: Sequence[str] | None = None
+    ) -> list[Passage]:
+        """The ``k`` chunks most similar to ``embedding`` (cosine), best first.
+
+        ``paths``: only chunks of these documents (None: all; empty: none).
+        """
+        if paths is not None and not paths:
+            return []
         if self.settings.exact_search:
-            return self._exact_query(embedding, k)
+            return self._exact_query(embedding, k, paths)
         n = self.count()
         if n == 0:
             return []
+        where = None
+        if paths is not None:
+            where = {"path": paths[0]} if len(paths) == 1 else {"path": {"$in": list(paths)}}
         result = self.collection.query(
             query_embeddings=[embedding],
             n_results=min(k, n),
+            where=where,
             include=["documents", "metadatas", "distances"],
         )
         return [
@@ -194,7 +205,21 @@ class ChromaStore:
             )
         ]
 
-    def _exact_query(self, embedding: np.ndarray, k: int) -> list[Passage]:
+    def all_chunks(self) -> list[Chunk]:
+        """Every chunk in the collection (for rebuilding the lexical index)."""
+        out: list[Chunk] = []
+        total, page = self.count(), 5000
+        for offset in range(0, total, page):
+            got = self.collection.get(include=["documents", "metadatas"], limit=page, offset=offset)
+            out.extend(
+                _chunk(i, d, m)
+                for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+            )
+        return out
+
+    def _exact_query(
+        self, embedding: np.ndarray, k: int, paths: Sequence[str] | None = None
+    ) -> list[Passage]:
         """Brute-force search: deterministic (HNSW is not, across rebuilds); ties by id."""
         import numpy as np
 
@@ -210,6 +235,11 @@ class ChromaStore:
         if not chunks:
             return []
         scores = np.round(matrix @ np.asarray(embedding, dtype=np.float32), 6)
+        if paths is not None:
+            allowed = set(paths)
+            mask = np.asarray([c.path in allowed for c in chunks])
+            scores = np.where(mask, scores, -np.inf)
+            k = min(k, int(mask.sum()))
         top = np.lexsort((np.arange(len(chunks)), -scores))[:k]  # stable: equal scores by id
         return [Passage(chunk=chunks[i], score=round(float(scores[i]), 6)) for i in top]
 

@@ -1,39 +1,103 @@
-"""One place where exceptions become HTTP responses: JSON {"error": {code, message, hint}}."""
+"""One place where exceptions become HTTP responses: JSON {"error": {code, message, hint}}.
+
+Never a stack trace, never the request body or a secret: validation errors name the field
+and the rule, not the value.  Overload errors carry ``Retry-After``.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.errors import (
     ConfigError,
     IndexMismatchError,
     IndexMissingError,
+    IndexStateError,
     InputError,
     LLMTimeoutError,
     LLMUnavailableError,
     ModelNotFoundError,
     RagError,
 )
+from rag.services.documents import DocumentNotFoundError
+from rag.services.jobs import IndexBusyError, JobNotFoundError, JobQueueFullError
+from rag.services.paths import PathNotAllowedError, PathNotFoundError, UploadTooLargeError
 
 log = logging.getLogger(__name__)
 
+
+# -- errors only the HTTP layer raises ---------------------------------------------------
+class UnauthorizedError(RagError):
+    code = "unauthorized"
+
+
+class PayloadTooLargeError(RagError):
+    code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(RagError):
+    code = "unsupported_media_type"
+
+
+class RequestTimeoutError(RagError):
+    code = "request_timeout"
+
+
+class UntrustedHostError(RagError):
+    code = "untrusted_host"
+
+
+class DeadlineExceededError(RagError):
+    code = "deadline_exceeded"
+
+
+class OverloadedError(RagError):
+    """Too much work already: 429 (refused at once) or 503 (waited, gave up)."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, hint: str, status: int, retry_after: int) -> None:
+        super().__init__(message, hint)
+        self.status = status
+        self.retry_after = retry_after
+
+
 STATUS: list[tuple[type[RagError], int]] = [
-    (InputError, 400),
+    (UnauthorizedError, 401),
+    (PathNotAllowedError, 403),
+    (DocumentNotFoundError, 404),
+    (JobNotFoundError, 404),
+    (PathNotFoundError, 404),
+    (RequestTimeoutError, 408),
     (IndexMismatchError, 409),
+    (PayloadTooLargeError, 413),
+    (UploadTooLargeError, 413),
+    (UnsupportedMediaTypeError, 415),
+    (JobQueueFullError, 429),
+    (UntrustedHostError, 400),
+    (InputError, 400),
     (IndexMissingError, 503),
+    (IndexBusyError, 503),
+    (IndexStateError, 503),
     (ModelNotFoundError, 503),
     (LLMUnavailableError, 503),
     (LLMTimeoutError, 504),
+    (DeadlineExceededError, 504),
     (ConfigError, 500),
 ]
 
 
 def status_for(exc: RagError) -> int:
+    explicit = getattr(exc, "status", None)
+    if isinstance(explicit, int):
+        return explicit
     for cls, status in STATUS:
         if isinstance(exc, cls):
             return status
@@ -44,29 +108,168 @@ def error_body(code: str, message: str, hint: str = "") -> dict[str, dict[str, s
     return {"error": {"code": code, "message": message, "hint": hint}}
 
 
+def error_response(exc: RagError) -> JSONResponse:
+    headers: dict[str, str] = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int):
+        headers["Retry-After"] = str(max(1, retry_after))
+    if isinstance(exc, UnauthorizedError):
+        headers["WWW-Authenticate"] = 'Bearer realm="rag"'
+    return JSONResponse(
+        error_body(exc.code, exc.message, exc.hint), status_for(exc), headers=headers or None
+    )
+
+
+def _where(loc: Any) -> str:
+    parts = [str(p)[:40] for p in loc if p != "body"]
+    return ".".join(parts) or "body"
+
+
+def validation_response(exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return JSONResponse(
+            error_body(
+                "bad_request",
+                "the request body is not valid JSON",
+                "send a JSON object with Content-Type: application/json",
+            ),
+            400,
+        )
+    problems = "; ".join(f"{_where(err['loc'])}: {err['msg']}" for err in errors[:10])
+    return JSONResponse(
+        error_body("validation_error", problems, "see /docs for the request schema"), 422
+    )
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RagError)
     async def rag_error(_: Request, exc: RagError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message, exc.hint), status_for(exc))
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'] if p != 'body') or 'body'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        return JSONResponse(
-            error_body("validation_error", problems, "see /docs for the request schema"), 422
-        )
+        return validation_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(error_body(f"http_{exc.status_code}", str(exc.detail)), exc.status_code)
+        return JSONResponse(
+            error_body(f"http_{exc.status_code}", str(exc.detail)),
+            exc.status_code,
+            headers=exc.headers,
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
+        log.error("unhandled error: %s", exc.__class__.__name__, exc_info=exc)
         return JSONResponse(
             error_body("internal_error", "the server failed to answer", "see the server log"),
             500,
         )
+
+
+# -- documentation: the error responses each route may give -------------------------------
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable, machine-readable: e.g. llm_unavailable.")
+    message: str = Field(description="What went wrong, in one line.")
+    hint: str = Field(description="How to fix it (may be empty).")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+_EXAMPLES: dict[int, tuple[str, str, str, str]] = {
+    400: ("Bad request", "bad_request", "the request body is not valid JSON", "send JSON"),
+    401: (
+        "Missing or wrong API key",
+        "unauthorized",
+        "missing or wrong API key",
+        "send Authorization: Bearer KEY or X-API-Key: KEY",
+    ),
+    403: (
+        "A path outside the allowed roots",
+        "path_not_allowed",
+        "'/etc/passwd' is outside the folders this server may read",
+        "name a file or folder under the corpus folder",
+    ),
+    404: (
+        "Unknown document, job or path",
+        "document_not_found",
+        'the index holds no document "notes/x.txt"',
+        "GET /v1/documents lists what it holds",
+    ),
+    408: ("The body arrived too slowly", "request_timeout", "the body took too long", ""),
+    409: (
+        "The index was built with another embedding model",
+        "index_mismatch",
+        "the index was built with embedding model 'other-model'",
+        "rebuild it with `rag ingest --rebuild`",
+    ),
+    413: (
+        "Body, upload or file too large",
+        "payload_too_large",
+        "the request body is larger than 10 MiB",
+        "send less, or raise RAG_MAX_BODY_MB",
+    ),
+    415: (
+        "Unsupported content type",
+        "unsupported_media_type",
+        "send application/json or multipart/form-data",
+        "",
+    ),
+    422: (
+        "Invalid request (the value itself is never echoed)",
+        "validation_error",
+        "top_k: Input should be greater than or equal to 1",
+        "see /docs for the request schema",
+    ),
+    429: (
+        "Overloaded: refused at once (see Retry-After)",
+        "overloaded",
+        "2 answers are being generated and 8 questions wait",
+        "retry after the number of seconds in Retry-After",
+    ),
+    500: ("Server error", "internal_error", "the server failed to answer", "see the server log"),
+    503: (
+        "LLM or index unavailable, or overloaded (see Retry-After)",
+        "llm_unavailable",
+        "Ollama at http://127.0.0.1:11434 does not have the model 'llama3.2:3b'",
+        "run `ollama pull llama3.2:3b`",
+    ),
+    504: (
+        "The LLM timed out, or the request deadline passed",
+        "llm_timeout",
+        "Ollama at http://127.0.0.1:11434 sent no token for 120 s",
+        "raise RAG_FIRST_TOKEN_TIMEOUT",
+    ),
+}
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying (overload only).",
+        "schema": {"type": "integer"},
+    }
+}
+COMMON = (400, 401, 408, 413, 415, 422, 500)
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses (plus the ones every route may give)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in sorted(set(statuses) | set(COMMON)):
+        description, code, message, hint = _EXAMPLES[status]
+        entry: dict[str, Any] = {
+            "model": ErrorBody,
+            "description": description,
+            "content": {"application/json": {"example": error_body(code, message, hint)}},
+        }
+        if status in (429, 503):
+            entry["headers"] = RETRY_AFTER
+        if status == 400:  # a request the HTTP server cannot parse (e.g. a 70 KB URL)
+            entry["content"]["text/plain"] = {
+                "schema": {"type": "string"},
+                "example": "Invalid HTTP request received.",
+            }
+            entry["description"] += "; plain text when the HTTP server cannot parse the request"
+        out[status] = entry
+    return out

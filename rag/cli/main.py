@@ -139,6 +139,58 @@ def ask(
         render_text(answer, sys.stdout, color=color)
 
 
+def _model_overrides(model: str | None, backend: str | None) -> dict[str, Any]:
+    """--model names an Ollama model tag, or (llamacpp, or a .gguf file) a GGUF path."""
+    if model is None:
+        return {}
+    if backend == "llamacpp" or model.lower().endswith(".gguf") or Path(model).is_file():
+        return {"llamacpp_model_path": Path(model).expanduser()}
+    return {"ollama_model": model}
+
+
+@app.command()
+@friendly
+def chat(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON answer object per question.")
+    ] = False,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=100)] = None,
+    backend: BackendOpt = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Ollama model tag, or a .gguf file for llamacpp."),
+    ] = None,
+    paths: Annotated[
+        list[str] | None,
+        typer.Option("--paths", help="Answer only from files under this folder (repeatable)."),
+    ] = None,
+    index: IndexOpt = None,
+    history: Annotated[
+        Path | None,
+        typer.Option("--history", help="History file (default: ~/.local/state/rag/chat_history)."),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show how follow-ups are rewritten.")
+    ] = False,
+) -> None:
+    """Chat with your documents: follow-up questions, cited answers, /help for commands.
+
+    On a terminal: line editing, history, streamed answers.  Piped: one question per line.
+    """
+    _setup_logging(False)
+    if verbose:  # rag's own story (backend choice, rejected rewrites), not the libraries'
+        logging.getLogger("rag").setLevel(logging.INFO)
+    settings, _ = _settings(
+        llm_backend=backend, index_dir=index, top_k=top_k, **_model_overrides(model, backend)
+    )
+    from rag.cli.chat import ChatOptions, run_chat
+
+    options = ChatOptions(paths=paths, as_json=as_json, verbose=verbose, history=history)
+    code = run_chat(settings, options)
+    if code:
+        raise typer.Exit(code)
+
+
 @app.command()
 @friendly
 def serve(

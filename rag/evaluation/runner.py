@@ -38,7 +38,7 @@ def question_row(q: GoldenQuestion, runtime: Runtime, backend: str, top_k: int) 
     """Ask one golden question and score it."""
     service = runtime.answer_service
     started = time.perf_counter()
-    passages, _ = service.retrieve(q.question, max(RETRIEVAL_DEPTH, top_k))
+    passages = service.retrieve(q.question, max(RETRIEVAL_DEPTH, top_k), merge=False).passages
     retrieval_ms = (time.perf_counter() - started) * 1000
     answer = service.ask(q.question, top_k=top_k, backend=backend)
     retrieved = [m.Range(p.chunk.path, p.chunk.start_line, p.chunk.end_line) for p in passages]

@@ -3,68 +3,93 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.adapters.embedder import Embedder
 from rag.adapters.llm.select import Choice, make_backend
-from rag.adapters.store import ChromaStore
 from rag.config import Settings
 from rag.errors import InputError
 from rag.models import Answer, Citation, Passage, Source, Timings
 from rag.prompts import DEFAULT_PROMPTS_DIR, load_prompt
 from rag.services.citations import (
     Evidence,
-    chunk_lines,
     cite_answer,
     format_evidence,
     format_evidence_lines,
     quote,
+    support,
 )
-from rag.services.text import content_words, overlap, sentences
+from rag.services.extract import answer_type, answer_type_match, sentence_spans
+from rag.services.retrieval import Retrieved, Retriever
+from rag.services.text import content_words, overlap, weighted_overlap
 
 if TYPE_CHECKING:
     import numpy as np
 
 log = logging.getLogger(__name__)
 
-ABSTAIN_TEXT = "The documents do not contain an answer to this question."
+ABSTAIN_TEXT = "The documents do not say: no retrieved passage answers this question."
 NOT_FOUND_MARK = "NOT IN DOCUMENTS"
 MAX_QUESTION_CHARS = 2000
 EVIDENCE_SENTENCES = 4  # sentences shown to a small model
+# How a sentence is scored as an answer: meaning, the question's (IDF-weighted) words, the
+# rank of its passage, and whether it holds the kind of thing asked (a date for "when"...).
+W_SIM, W_OVERLAP, W_RANK, W_TYPE = 0.5, 0.5, 0.05, 0.15
+IDF_FLOOR = 0.5
+RERANK_POOL = 20  # passages from hybrid search that sentence scoring re-ranks
+SENTENCE_CACHE = 20_000  # sentence embeddings kept (~30 MB at 384 dimensions)
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One sentence of a retrieved line, scored as an answer to the question."""
+    """One sentence of a retrieved passage (lines ``start_line..end_line``), scored as an
+    answer to the question."""
 
     passage: Passage
-    line: int
+    start_line: int
+    end_line: int
     text: str
     score: float
+    similarity: float = 0.0  # cosine(question, sentence)
 
     def evidence(self) -> Evidence:
-        return Evidence(self.passage.chunk, self.line, self.line, self.text, self.passage.score)
+        return Evidence(
+            self.passage.chunk, self.start_line, self.end_line, self.text, self.passage.score
+        )
 
     def citation(self) -> Citation:
         chunk = self.passage.chunk
+        lines = quote(chunk, self.start_line, self.end_line)
         return Citation(
             path=chunk.path,
-            start_line=self.line,
-            end_line=self.line,
-            quote=quote(chunk, self.line, self.line),
+            start_line=self.start_line,
+            end_line=self.end_line,
+            quote=lines,
             score=self.passage.score,
+            support=round(support(self.text, lines), 4),
+            verified=True,  # the sentence is taken from these lines verbatim
         )
 
 
-def confidence(passages: list[Passage], candidates: list[Candidate]) -> float:
-    """In [0, 1]: how well the best retrieved sentence matches the question."""
-    if not passages or not candidates:
+# Confidence is a logistic model of two retrieval signals: the best passage's cosine
+# similarity and the chosen sentence's.  Coefficients fitted by logistic regression on the
+# SQuAD benchmark (../shared/benchmarks/squad: 1,196 answerable, 320 unanswerable questions);
+# word-overlap signals added nothing there (its unanswerable questions are written to share
+# the words of the text), so they are not used.  See README, "Abstention".
+CONF_DENSE, CONF_SENTENCE, CONF_BIAS = 3.56, 0.85, -1.16
+
+
+def confidence(best_dense: float, candidates: list[Candidate]) -> float:
+    """In [0, 1]: how likely the documents hold the answer (for abstaining and the eval)."""
+    if not candidates:
         return 0.0
-    return round(min(1.0, max(0.0, candidates[0].score)), 4)
+    z = CONF_DENSE * best_dense + CONF_SENTENCE * candidates[0].similarity + CONF_BIAS
+    return round(1.0 / (1.0 + math.exp(-z)), 4)
 
 
 class AnswerService:
@@ -72,16 +97,17 @@ class AnswerService:
         self,
         settings: Settings,
         embedder: Embedder,
-        store: ChromaStore,
+        retriever: Retriever,
         default: Choice,
         prompts_dir: Path = DEFAULT_PROMPTS_DIR,
     ) -> None:
         self.settings = settings
         self.embedder = embedder
-        self.store = store
+        self.retriever = retriever
         self.default = default
         self.prompts_dir = prompts_dir
         self._backends: dict[str, Choice] = {default.backend: default}
+        self._vectors: dict[str, np.ndarray] = {}
 
     def backend(self, name: str | None) -> Choice:
         if name is None or name == "auto":
@@ -91,41 +117,84 @@ class AnswerService:
         return self._backends[name]
 
     # -- retrieval -----------------------------------------------------------
-    def retrieve(self, question: str, top_k: int | None = None) -> tuple[list[Passage], np.ndarray]:
-        vector = self.embedder.encode_query(question)
-        return self.store.query(vector, top_k or self.settings.top_k), vector
+    def retrieve(
+        self,
+        question: str,
+        top_k: int | None = None,
+        paths: Sequence[str] | None = None,
+        merge: bool = True,
+    ) -> Retrieved:
+        """The best passages: a pool from hybrid search, re-ranked by their best sentence."""
+        k = top_k or self.settings.top_k
+        if not self.settings.rerank:
+            return self.retriever.search(question, k, paths, merge=merge)
+        pool = self.retriever.search(question, max(k, RERANK_POOL), paths, merge=False)
+        best: dict[str, float] = {}
+        for candidate in self.rank_sentences(question, pool.vector, pool.passages):
+            best.setdefault(candidate.passage.chunk.id, candidate.score)
+        ranked = sorted(
+            pool.passages, key=lambda p: (-best.get(p.chunk.id, -9.0), -p.score, p.chunk.id)
+        )[:k]
+        passages = [
+            Passage(chunk=p.chunk, score=round(best.get(p.chunk.id, 0.0), 6)) for p in ranked
+        ]
+        if merge:
+            passages = self.retriever.merge_neighbours(passages)
+        return Retrieved(passages, pool.vector, pool.best_dense)
 
-    def relevant(self, question: str, passages: list[Passage]) -> bool:
+    def relevant(self, question: str, found: Retrieved) -> bool:
         """Is anything retrieved plausibly about the question?"""
-        if not passages or passages[0].score < self.settings.min_relevance:
+        if not found.passages or found.best_dense < self.settings.min_relevance:
             return False
         asked = content_words(question)
         if not asked:
             return True
-        return any(overlap(asked, content_words(p.chunk.text)) > 0 for p in passages)
+        return any(overlap(asked, content_words(p.chunk.text)) > 0 for p in found.passages)
 
     def rank_sentences(
         self, question: str, vector: np.ndarray, passages: list[Passage]
     ) -> list[Candidate]:
         """Retrieved sentences, best answer first: meaning, shared words, passage rank."""
-        raw: list[tuple[Passage, int, str]] = []
-        for passage in passages:
-            for number, line in chunk_lines(passage.chunk):
-                raw.extend((passage, number, s.text) for s in sentences(line))
+        raw = [(p, span) for p in passages for span in sentence_spans(p.chunk)]
         if not raw:
             return []
-        similarity = self.embedder.encode([text for _, _, text in raw]) @ vector
+        similarity = self._sentence_vectors([span.text for _, span in raw]) @ vector
         asked = content_words(question)
-        scored = [
-            Candidate(
-                passage,
-                number,
-                text,
-                0.5 * float(sim) + 0.5 * overlap(asked, content_words(text)) + 0.1 * passage.score,
+        # IDF, smoothed: on a small corpus raw IDF lets one incidental rare word dominate
+        weights = {w: IDF_FLOOR + v for w, v in self.retriever.lexical.idf(asked).items()}
+        kind = answer_type(question)
+        rank = {id(p): i for i, p in enumerate(passages)}
+        scored = []
+        for (passage, span), sim in zip(raw, similarity, strict=True):
+            score = (
+                W_SIM * float(sim)
+                + W_OVERLAP * weighted_overlap(weights, content_words(span.text))
+                + W_RANK / (1 + rank[id(passage)])
+                + W_TYPE * answer_type_match(kind, span.text, question)
             )
-            for (passage, number, text), sim in zip(raw, similarity, strict=True)
-        ]
-        return sorted(scored, key=lambda c: -c.score)
+            scored.append(
+                Candidate(
+                    passage,
+                    span.start_line,
+                    span.end_line,
+                    span.text,
+                    score,
+                    round(float(sim), 6),
+                )
+            )
+        return sorted(scored, key=lambda c: (-c.score, c.passage.chunk.path, c.start_line))
+
+    def _sentence_vectors(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of sentences, cached: the same passages come back for many questions."""
+        import numpy as np
+
+        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if missing:
+            for text, vec in zip(missing, self.embedder.encode(missing), strict=True):
+                if len(self._vectors) >= SENTENCE_CACHE:
+                    self._vectors.pop(next(iter(self._vectors)))  # oldest first
+                self._vectors[text] = vec
+        return np.vstack([self._vectors[t] for t in texts])
 
     # -- answering -----------------------------------------------------------
     def ask(
@@ -134,6 +203,7 @@ class AnswerService:
         top_k: int | None = None,
         backend: str | None = None,
         on_token: Callable[[str], None] | None = None,
+        paths: Sequence[str] | None = None,
     ) -> Answer:
         """Answer ``question``.  ``on_token`` sees the model's raw text as it is generated."""
         question = question.strip()
@@ -146,7 +216,8 @@ class AnswerService:
             )
         choice = self.backend(backend)
         started = time.perf_counter()
-        passages, vector = self.retrieve(question, top_k)
+        found = self.retrieve(question, top_k, paths)
+        passages = found.passages
         retrieved = time.perf_counter()
         answer = Answer(
             question=question,
@@ -157,9 +228,16 @@ class AnswerService:
             backend_reason=choice.reason,
             sources=[Source.of(p) for p in passages],
         )
-        candidates = self.rank_sentences(question, vector, passages) if passages else []
-        answer.confidence = confidence(passages, candidates)
-        if candidates and self.relevant(question, passages):
+        candidates = self.rank_sentences(question, found.vector, passages) if passages else []
+        answer.confidence = confidence(found.best_dense, candidates)
+        if not candidates or not self.relevant(question, found):
+            answer.notes.append("nothing retrieved is about the question")
+        elif answer.confidence < self.settings.abstain_below:
+            answer.notes.append(
+                f"confidence {answer.confidence:.2f} is below the threshold "
+                f"{self.settings.abstain_below:.2f} (RAG_ABSTAIN_BELOW)"
+            )
+        else:
             if choice.llm is None:
                 best = candidates[0]
                 answer.answer, answer.citations = f"{best.text} [1]", [best.citation()]
@@ -204,13 +282,22 @@ class AnswerService:
         if NOT_FOUND_MARK.lower() in raw.lower():
             answer.notes.append("the model found no answer in the retrieved passages")
             return
-        cited = cite_answer(raw, evidence, context)
+        cited = cite_answer(
+            raw,
+            evidence,
+            context,
+            threshold=self.settings.support_threshold,
+            keep_unsupported=self.settings.unsupported == "mark",
+        )
         if cited.dropped_sentences:
+            done = "marked [unsupported]" if self.settings.unsupported == "mark" else "removed"
             answer.notes.append(
                 f"{cited.dropped_sentences} sentence(s) of the model's answer were not supported "
-                "by the retrieved lines and were removed"
+                f"by the retrieved lines and were {done}"
             )
-        if cited.text:
+            share = cited.kept_sentences / (cited.kept_sentences + cited.dropped_sentences)
+            answer.confidence = round(answer.confidence * share, 4)
+        if cited.citations:
             answer.answer, answer.citations = cited.text, cited.citations
         else:
             best = candidates[0]

@@ -22,7 +22,8 @@ MARKER = re.compile(
     r"\[\s*(?:(?P<n>\d{1,3})|(?P<path>[^\[\]\s:]+?))"
     r"(?:\s*[:,]\s*L?(?P<a>\d+)(?:\s*-\s*L?(?P<b>\d+))?)?\s*\]"
 )
-SUPPORT_THRESHOLD = 0.5  # share of a sentence's content words its cited lines must hold
+SUPPORT_THRESHOLD = 0.5  # default share of a sentence's content words its lines must hold
+UNSUPPORTED_MARK = "[unsupported]"
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,9 @@ class Span:
     support: float
 
 
-def _resolve(match: re.Match[str], evidence: list[Evidence], claim: str) -> Span | None:
+def _resolve(
+    match: re.Match[str], evidence: list[Evidence], claim: str, threshold: float
+) -> Span | None:
     """A marker to the supporting line it points at, or None (not retrieved / unsupported)."""
     if match.group("n") is not None:
         index = int(match.group("n")) - 1
@@ -114,17 +117,19 @@ def _resolve(match: re.Match[str], evidence: list[Evidence], claim: str) -> Span
             if not ev.start_line <= lo <= hi <= ev.end_line:
                 continue  # lines outside what was retrieved
         line, score = best_line(ev.chunk, claim, lo, hi)
-        if score >= SUPPORT_THRESHOLD:
+        if score >= threshold:
             return Span(ev, line, score)
     return None
 
 
-def align(claim: str, evidence: list[Evidence]) -> Span | None:
+def align(
+    claim: str, evidence: list[Evidence], threshold: float = SUPPORT_THRESHOLD
+) -> Span | None:
     """The retrieved line that supports ``claim`` best, if it supports it well enough."""
     best: Span | None = None
     for ev in evidence:
         line, score = best_line(ev.chunk, claim, ev.chunk.start_line, ev.chunk.end_line)
-        if score >= SUPPORT_THRESHOLD and (best is None or score > best.support):
+        if score >= threshold and (best is None or score > best.support):
             best = Span(ev, line, score)
     return best
 
@@ -148,10 +153,21 @@ class CitedAnswer:
     text: str  # with [k] markers referring to citations[k-1]
     citations: list[Citation]
     dropped_sentences: int
+    kept_sentences: int
 
 
-def cite_answer(raw: str, evidence: list[Evidence], context: list[Evidence]) -> CitedAnswer:
-    """Resolve and verify the citations of ``raw``; ``context`` is all that was retrieved."""
+def cite_answer(
+    raw: str,
+    evidence: list[Evidence],
+    context: list[Evidence],
+    threshold: float = SUPPORT_THRESHOLD,
+    keep_unsupported: bool = False,
+) -> CitedAnswer:
+    """Resolve and verify the citations of ``raw``; ``context`` is all that was retrieved.
+
+    Sentences nothing supports are dropped, or with ``keep_unsupported`` kept and marked
+    ``[unsupported]`` (and still counted in ``dropped_sentences``).
+    """
     citations: list[Citation] = []
     index_of: dict[tuple[str, int], int] = {}
 
@@ -166,6 +182,8 @@ def cite_answer(raw: str, evidence: list[Evidence], context: list[Evidence]) -> 
                     end_line=span.line,
                     quote=quote(chunk, span.line, span.line),
                     score=span.evidence.score,
+                    support=round(span.support, 4),
+                    verified=True,
                 )
             )
             index_of[key] = len(citations)
@@ -173,12 +191,16 @@ def cite_answer(raw: str, evidence: list[Evidence], context: list[Evidence]) -> 
 
     parts, dropped = [], 0
     for text, markers in _sentences_with_markers(raw):
-        spans = [s for m in markers if (s := _resolve(m, evidence, text)) is not None]
-        if not spans and (aligned := align(text, context)) is not None:
+        spans = [s for m in markers if (s := _resolve(m, evidence, text, threshold)) is not None]
+        if not spans and (aligned := align(text, context, threshold)) is not None:
             spans = [aligned]
         if not spans:
-            dropped += 1  # nothing retrieved supports it: not shown
+            dropped += 1  # nothing retrieved supports it
+            if keep_unsupported:
+                parts.append(f"{text} {UNSUPPORTED_MARK}")
             continue
         refs = sorted({add(s) for s in spans})
         parts.append(text + "".join(f" [{r}]" for r in refs))
-    return CitedAnswer(" ".join(parts), citations, dropped)
+    return CitedAnswer(
+        " ".join(parts), citations, dropped, len(parts) - int(keep_unsupported) * dropped
+    )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from rag.adapters.embedder import Embedder
+from rag.adapters.lexical import LexicalIndex
 from rag.adapters.store import ChromaStore
 from rag.config import Settings
 from rag.errors import EmptyCorpusError
@@ -60,12 +61,14 @@ class IngestService:
         settings: Settings,
         embedder: Embedder,
         store: ChromaStore,
+        lexical: LexicalIndex,
         chunker: Chunker,
         progress: Progress | None = None,
     ) -> None:
         self.settings = settings
         self.embedder = embedder
         self.store = store
+        self.lexical = lexical
         self.chunker = chunker
         self.progress = progress or NoProgress()
 
@@ -81,6 +84,8 @@ class IngestService:
             manifest.chunker != self.store.expected.chunker
         ):
             return "the index was built with other embedding or chunking settings"
+        if self.lexical.count() != manifest.chunk_count:
+            return "the keyword index is out of step with the vector index"
         sources = discover([self.settings.corpus_dir], self.settings.corpus_dir)
         current = {s.rel_path: s for s in sources}
         listed = {
@@ -145,6 +150,7 @@ class IngestService:
             if not self.store.exists():
                 manifest = Manifest()  # the vectors are gone: nothing listed is there
         self.store.open(create=True)
+        self._reconcile_lexical()
         manifest.embedding_model = self.store.expected.embedding_model
         manifest.chunker = self.store.expected.chunker
 
@@ -177,6 +183,31 @@ class IngestService:
         report.seconds = time.perf_counter() - started
         return report
 
+    def delete_document(self, path: str) -> FileEntry | None:
+        """Remove one document (``path`` as the manifest names it) and all its chunks.
+
+        The manifest stops listing it first, then its chunks leave Chroma and the keyword
+        index: an interruption leaves unlisted chunks (stale, repaired by the next ingest),
+        never a listed document with missing chunks.  Returns the removed entry, or None
+        when the index does not list ``path``.  The caller serializes writes.
+        """
+        manifest = Manifest.load(self.settings.index_dir)
+        entry = manifest.files.pop(path, None)
+        if entry is None:
+            return None
+        ids = sorted(set(entry.chunk_ids) | set(self.store.ids_for_path(path)))
+        manifest.save(self.settings.index_dir)
+        self.store.delete(ids)
+        self.lexical.delete(ids)
+        return entry
+
+    def _reconcile_lexical(self) -> None:
+        """Make the keyword index hold exactly the chunks Chroma holds."""
+        if self.lexical.count() == self.store.count():
+            return
+        self.lexical.clear()
+        self.lexical.upsert(self.store.all_chunks())
+
     def _write_file(
         self,
         manifest: Manifest,
@@ -191,8 +222,10 @@ class IngestService:
         new_ids = [c.id for c in chunks]
         manifest.files.pop(rel, None)  # not listed while its chunks change
         self.store.upsert(chunks, vectors)  # type: ignore[arg-type]
+        self.lexical.upsert(chunks)
         stale = sorted(old_ids - set(new_ids))
         self.store.delete(stale)
+        self.lexical.delete(stale)
         manifest.files[rel] = FileEntry(
             path=rel,
             abs_path=str(doc.source.abs_path),
@@ -214,6 +247,7 @@ class IngestService:
             inside = any(Path(entry.abs_path).is_relative_to(r) for r in resolved)
             if inside and rel not in present:
                 self.store.delete(entry.chunk_ids)
+                self.lexical.delete(entry.chunk_ids)
                 del manifest.files[rel]
                 report.files_removed += 1
                 report.chunks_deleted += len(entry.chunk_ids)

@@ -56,6 +56,14 @@ def overlap(query: set[str], text: set[str]) -> float:
     return sum(v for w, v in weight.items() if w in text) / total
 
 
+def weighted_overlap(weights: dict[str, float], text: set[str]) -> float:
+    """Share of the question's word weight (e.g. IDF) found in ``text``."""
+    total = sum(weights.values())
+    if total <= 0:
+        return 0.0
+    return sum(v for w, v in weights.items() if w in text) / total
+
+
 @dataclass(frozen=True)
 class Sentence:
     start: int  # offset in the text it came from

@@ -1,0 +1,205 @@
+"""The lexical index: SQLite FTS5 (BM25) beside the vector index, kept in step with it.
+
+Chroma's own hybrid search is cloud-only, so keyword search is ours.  One row per
+chunk (same id as in Chroma) plus an FTS5 table over the text; every write goes
+through a transaction, so the file is never half-updated.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from rag.models import Chunk
+from rag.services.text import STOPWORDS
+
+_SCHEMA = """
+PRAGMA journal_mode=WAL;
+CREATE TABLE IF NOT EXISTS chunks(
+    rowid INTEGER PRIMARY KEY,
+    id TEXT UNIQUE NOT NULL,
+    path TEXT NOT NULL,
+    start_line INTEGER NOT NULL,
+    end_line INTEGER NOT NULL,
+    start_char INTEGER NOT NULL,
+    end_char INTEGER NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path, start_line);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    text, content='chunks', content_rowid='rowid',
+    tokenize='porter unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, text) VALUES (new.rowid, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+END;
+"""
+_TERM = re.compile(r"\w+", re.UNICODE)
+
+
+def query_terms(question: str) -> list[str]:
+    """Distinct lower-cased words of the question that carry meaning, in order."""
+    seen: dict[str, None] = {}
+    for word in _TERM.findall(question.lower()):
+        if word not in STOPWORDS and (len(word) > 1 or word.isdigit()):
+            seen.setdefault(word, None)
+    return list(seen)
+
+
+def _like_prefix(prefix: str) -> str:
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+class LexicalIndex:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.executescript(_SCHEMA)
+        self._idf_cache: dict[str, float] = {}
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- writes ------------------------------------------------------------
+    def upsert(self, chunks: Sequence[Chunk]) -> None:
+        self._idf_cache = {}
+        rows = [
+            (c.id, c.path, c.start_line, c.end_line, c.start_char, c.end_char, c.text)
+            for c in chunks
+        ]
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany("DELETE FROM chunks WHERE id = ?", [(r[0],) for r in rows])
+                self._db.executemany(
+                    "INSERT INTO chunks(id, path, start_line, end_line, start_char, end_char, "
+                    "text) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def delete(self, ids: Iterable[str]) -> None:
+        self._idf_cache = {}
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in ids])
+            self._db.execute("COMMIT")
+
+    def clear(self) -> None:
+        self._idf_cache = {}
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM chunks")
+            self._db.execute("COMMIT")
+
+    # -- reads -------------------------------------------------------------
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+
+    def ids(self) -> set[str]:
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT id FROM chunks")}
+
+    def paths(self, prefixes: Sequence[str] | None = None) -> list[str]:
+        """Document paths, optionally only those under any of ``prefixes``."""
+        sql, args = "SELECT DISTINCT path FROM chunks", []
+        if prefixes:
+            sql += " WHERE " + " OR ".join("path LIKE ? ESCAPE '\\'" for _ in prefixes)
+            args = [_like_prefix(p) for p in prefixes]
+        with self._lock:
+            return sorted(row[0] for row in self._db.execute(sql + " ORDER BY path", args))
+
+    def idf(self, terms: Iterable[str]) -> dict[str, float]:
+        """BM25-style inverse document frequency of each term over the chunks (0 df: high)."""
+        import math
+
+        out: dict[str, float] = {}
+        with self._lock:
+            total = int(self._db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+            for term in terms:
+                if term in self._idf_cache:
+                    out[term] = self._idf_cache[term]
+                    continue
+                clean = term.replace('"', "")
+                df = 0
+                if clean.strip():
+                    df = int(
+                        self._db.execute(
+                            "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
+                            (f'"{clean}"',),
+                        ).fetchone()[0]
+                    )
+                value = math.log(1 + (total - df + 0.5) / (df + 0.5))
+                self._idf_cache[term] = out[term] = value
+        return out
+
+    def blank_between(self, path: str, start_line: int, end_line: int) -> bool:
+        """Are lines ``start_line..end_line`` of ``path`` all blank?
+
+        Every non-blank line belongs to some chunk, so a line no chunk covers is blank;
+        a covered line is read from the chunk's text.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT start_line, end_line, text FROM chunks "
+                "WHERE path = ? AND end_line >= ? AND start_line <= ?",
+                (path, start_line, end_line),
+            ).fetchall()
+        for first, last, text in rows:
+            lines = text.split("\n")
+            if len(lines) != last - first + 1:
+                return False  # a piece of a long line: not blank
+            for number in range(max(first, start_line), min(last, end_line) + 1):
+                if lines[number - first].strip():
+                    return False
+        return True
+
+    def search(
+        self, question: str, k: int, prefixes: Sequence[str] | None = None
+    ) -> list[tuple[Chunk, float]]:
+        """BM25 best matches for the question's words (any of them), best first."""
+        terms = query_terms(question)
+        if not terms:
+            return []
+        match = " OR ".join(f'"{t}"' for t in terms)
+        sql = (
+            "SELECT c.id, c.path, c.start_line, c.end_line, c.start_char, c.end_char, c.text, "
+            "bm25(chunks_fts) AS rank FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
+            "WHERE chunks_fts MATCH ?"
+        )
+        args: list[object] = [match]
+        if prefixes:
+            sql += " AND (" + " OR ".join("c.path LIKE ? ESCAPE '\\'" for _ in prefixes) + ")"
+            args += [_like_prefix(p) for p in prefixes]
+        sql += " ORDER BY rank, c.id LIMIT ?"
+        args.append(k)
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [
+            (
+                Chunk(
+                    id=r[0],
+                    path=r[1],
+                    start_line=r[2],
+                    end_line=r[3],
+                    start_char=r[4],
+                    end_char=r[5],
+                    text=r[6],
+                ),
+                round(-float(r[7]), 6),
+            )
+            for r in rows
+        ]

@@ -1,0 +1,289 @@
+"""Running an answer for an HTTP request: on a worker thread, within the request's deadline,
+stopped when the client leaves, streamed as Server-Sent Events on request.
+
+The answer service is synchronous; it runs on a small thread pool and reports tokens through
+``on_token``.  Each run has an event queue on the event loop (token..., then answer or
+error).  Stopping a run sets a flag that makes the next ``on_token`` raise, which closes the
+model's stream (for Ollama: the HTTP connection, so the server stops generating).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive
+
+from rag.api.errors import DeadlineExceededError
+from rag.api.limits import Gates
+from rag.api.metrics import Metrics
+from rag.api.schemas import AskRequest
+from rag.errors import RagError
+from rag.models import Answer
+from rag.services.answer import AnswerService
+
+log = logging.getLogger(__name__)
+
+Event = tuple[str, Any]  # ("token", str) | ("answer", Answer) | ("error", BaseException)
+PING_SECONDS = 15.0
+T = TypeVar("T")
+
+
+class StopGenerationError(Exception):
+    """Raised from ``on_token`` to stop the model (client gone or deadline passed)."""
+
+
+class ClientGoneError(RagError):
+    code = "client_closed_request"
+    status = 499  # never seen by the client: it left
+
+
+def deadline_error(timeout: float) -> DeadlineExceededError:
+    return DeadlineExceededError(
+        f"the answer took longer than the request deadline ({timeout:g} s)",
+        "raise RAG_REQUEST_TIMEOUT, lower top_k, or use a faster backend",
+    )
+
+
+async def wait_disconnect(receive: Receive) -> None:
+    """Return when the client disconnects (the body has been read already)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+class AskRun:
+    """One answer in progress: the worker thread emits events, the request consumes them."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, metrics: Metrics, generating: bool):
+        self.loop = loop
+        self.metrics = metrics
+        self.generating = generating
+        self.events: asyncio.Queue[Event] = asyncio.Queue()
+        self.consumed = False  # the request received the final event
+        self._stop = threading.Event()
+        self._get: asyncio.Future[Event] | None = None
+
+    # -- worker side ---------------------------------------------------------------------
+    def on_token(self, piece: str) -> None:
+        if self._stop.is_set():
+            raise StopGenerationError
+        self.emit(("token", piece))
+
+    def emit(self, event: Event) -> None:
+        with contextlib.suppress(RuntimeError):  # the event loop is gone (shutting down)
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+
+    # -- request side ----------------------------------------------------------------------
+    def stop(self, reason: str) -> None:
+        """Stop generating (no-op once the answer was delivered)."""
+        if self.consumed or self._stop.is_set():
+            return
+        self._stop.set()
+        if self.generating:
+            self.metrics.llm_stopped.inc(reason)
+            log.info("generation stopped: %s", reason)
+
+    async def next(self, timeout: float, watch: asyncio.Future[None] | None = None) -> Event | None:
+        """The next event; None after ``timeout`` s; ClientGoneError if ``watch`` fires."""
+        if self._get is None:
+            self._get = asyncio.ensure_future(self.events.get())
+        waiting: set[asyncio.Future[Any]] = {self._get}
+        if watch is not None:
+            waiting.add(watch)
+        done, _ = await asyncio.wait(
+            waiting, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED
+        )
+        if self._get in done:
+            got, self._get = self._get, None
+            event = got.result()
+            if event[0] != "token":
+                self.consumed = True
+            return event
+        if watch is not None and watch in done:
+            raise ClientGoneError("the client disconnected")
+        return None
+
+    def close(self) -> None:
+        if self._get is not None:
+            self._get.cancel()
+            self._get = None
+
+
+class Asker:
+    def __init__(self, gates: Gates, metrics: Metrics, workers: int) -> None:
+        self.gates = gates
+        self.metrics = metrics
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="rag-ask")
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def start(self, service: AnswerService, body: AskRequest, index_version: str) -> AskRun:
+        """Start answering on a worker thread (after taking an LLM slot if it generates)."""
+        choice = await run_in_threadpool(service.backend, body.backend)
+        generating = choice.llm is not None
+        gate = self.gates.for_backend(choice.backend) if generating else None
+        taken = await gate.acquire() if gate is not None else 0.0
+        loop = asyncio.get_running_loop()
+        run = AskRun(loop, self.metrics, generating)
+
+        def work() -> None:
+            try:
+                answer = service.ask(
+                    body.question,
+                    top_k=body.top_k,
+                    backend=body.backend,
+                    on_token=run.on_token,
+                    paths=body.paths,
+                )
+                answer.index_version = index_version
+                self.observe(answer)
+                run.emit(("answer", answer))
+            except BaseException as exc:
+                run.emit(("error", exc))
+            finally:
+                if gate is not None:
+                    asyncio.run_coroutine_threadsafe(gate.release(taken), loop)
+
+        try:
+            self.executor.submit(work)
+        except BaseException:
+            if gate is not None:
+                await gate.release(taken)
+            raise
+        return run
+
+    def observe(self, answer: Answer) -> None:
+        self.metrics.retrieval.observe(answer.timings.retrieval_ms / 1000, "ask")
+        if answer.backend != "extractive" and answer.prompt_version is not None:
+            self.metrics.llm.observe(answer.timings.generation_ms / 1000, answer.backend)
+
+
+async def first_event(run: AskRun, receive: Receive, deadline: float, timeout: float) -> Event:
+    """Wait for the run's first event, stopping it if the client leaves or time runs out."""
+    watch = asyncio.ensure_future(wait_disconnect(receive))
+    try:
+        event = await run.next(deadline - time.monotonic(), watch)
+    except ClientGoneError:
+        run.stop("disconnect")
+        run.close()
+        raise
+    finally:
+        watch.cancel()
+    if event is None:
+        run.stop("deadline")
+        run.close()
+        raise deadline_error(timeout)
+    return event
+
+
+async def collect(run: AskRun, receive: Receive, deadline: float, timeout: float) -> Answer:
+    """The final answer (tokens are dropped), or the error that ended the run."""
+    watch = asyncio.ensure_future(wait_disconnect(receive))
+    try:
+        while True:
+            event = await run.next(deadline - time.monotonic(), watch)
+            if event is None:
+                run.stop("deadline")
+                raise deadline_error(timeout)
+            kind, value = event
+            if kind == "answer":
+                answer: Answer = value
+                return answer
+            if kind == "error":
+                raise value
+    except ClientGoneError:
+        run.stop("disconnect")
+        raise
+    finally:
+        watch.cancel()
+        run.close()
+
+
+def sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+def error_data(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, RagError):
+        return {"error": {"code": exc.code, "message": exc.message, "hint": exc.hint}}
+    log.error("answer failed: %s", exc.__class__.__name__, exc_info=exc)
+    return {
+        "error": {
+            "code": "internal_error",
+            "message": "the server failed to answer",
+            "hint": "see the server log",
+        }
+    }
+
+
+async def sse_events(
+    run: AskRun,
+    first: Event,
+    deadline: float,
+    timeout: float,
+) -> AsyncIterator[bytes]:
+    """token events as the model writes, then citations and done (or one error event).
+
+    Starlette cancels this generator when the client disconnects; ``finally`` then stops
+    the model.
+    """
+    event: Event | None = first
+    streamed = False
+    try:
+        while True:
+            if event is None:
+                if time.monotonic() >= deadline:
+                    run.stop("deadline")
+                    yield sse("error", error_data(deadline_error(timeout)))
+                    return
+                yield b": ping\n\n"
+            else:
+                kind, value = event
+                if kind == "token":
+                    streamed = True
+                    yield sse("token", {"text": value})
+                elif kind == "answer":
+                    answer: Answer = value
+                    if not streamed:
+                        yield sse("token", {"text": answer.answer})
+                    citations = [c.model_dump(mode="json") for c in answer.citations]
+                    yield sse("citations", {"citations": citations})
+                    yield sse("done", answer.model_dump(mode="json"))
+                    return
+                else:
+                    yield sse("error", error_data(value))
+                    return
+            wait = min(PING_SECONDS, deadline - time.monotonic())
+            event = await run.next(wait)
+    finally:
+        run.stop("disconnect")
+        run.close()
+
+
+async def in_thread(deadline: float, timeout: float, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on a worker thread; DeadlineExceededError if it outlasts ``deadline``.
+
+    The thread cannot be killed: past the deadline it is abandoned and finishes alone.
+    """
+    result: list[T] = []
+    with anyio.move_on_after(deadline - time.monotonic()):
+        result.append(
+            await anyio.to_thread.run_sync(functools.partial(fn, *args), abandon_on_cancel=True)
+        )
+    if not result:
+        raise deadline_error(timeout)
+    return result[0]

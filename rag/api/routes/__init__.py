@@ -1,0 +1,12 @@
+"""The API's routes, by concern; thin over the services."""
+
+from fastapi import APIRouter
+
+from rag.api.routes import ask, documents, ops
+
+router = APIRouter()
+router.include_router(ask.router)
+router.include_router(documents.router)
+router.include_router(ops.router)
+
+__all__ = ["router"]

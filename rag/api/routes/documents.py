@@ -1,0 +1,183 @@
+"""Ingest jobs (paths or uploads) and the documents the index holds."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from rag.api.asking import in_thread
+from rag.api.deps import DeadlineDep, Services, ServicesDep, SettingsDep
+from rag.api.errors import UnsupportedMediaTypeError, responses
+from rag.api.schemas import NO_NUL, DocumentList, IngestAccepted, IngestPaths, Prefix
+from rag.errors import IndexMissingError
+from rag.runtime import Runtime
+from rag.services.documents import DeletedDocument
+from rag.services.jobs import JobStatus
+from rag.services.paths import UPLOADS
+
+router = APIRouter(tags=["documents"])
+
+INGEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "Either JSON naming files or folders inside the allowed roots, or a "
+        "multipart upload of files (parts named `files`), stored under the corpus folder's "
+        f"`{UPLOADS}/` (same name: replaced).",
+        "content": {
+            "application/json": {
+                "schema": IngestPaths.model_json_schema(),
+                "example": {"paths": ["notes", "todo.md"]},
+            },
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "minItems": 1,
+                        }
+                    },
+                    "required": ["files"],
+                }
+            },
+        },
+    }
+}
+
+
+def _check_index(runtime: Runtime) -> None:
+    """An index built with other settings is refused now (409), not in the job."""
+    with contextlib.suppress(IndexMissingError):  # missing: the job creates it
+        runtime.store.open()
+
+
+async def _submit_paths(
+    request: Request, services: Services, deadline: float, timeout: float
+) -> JobStatus:
+    try:
+        body = IngestPaths.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_input=False)) from None
+    services.jobs.ensure_room()
+    await in_thread(deadline, timeout, _check_index, services.runtime)
+    paths, skipped = await in_thread(deadline, timeout, services.policy.resolve_all, body.paths)
+    return services.jobs.submit(paths, body.paths, "paths", skipped)
+
+
+async def _submit_upload(
+    request: Request, services: Services, deadline: float, timeout: float
+) -> JobStatus:
+    services.jobs.ensure_room()
+    form = await request.form()
+    try:
+        files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+        policy = services.policy
+        policy.check_uploads([(f.filename or "", f.size) for f in files])
+        await in_thread(deadline, timeout, _check_index, services.runtime)
+        stored = await in_thread(
+            deadline,
+            timeout,
+            policy.store_uploads,
+            [(f.filename or "upload.txt", f.file) for f in files],
+        )
+    finally:
+        await form.close()
+    shown = [p.relative_to(policy.corpus).as_posix() for p in stored]
+    return services.jobs.submit(stored, shown, "upload")
+
+
+@router.post(
+    "/v1/ingest",
+    status_code=202,
+    response_model=IngestAccepted,
+    responses=responses(403, 404, 409, 429, 503, 504),
+    openapi_extra=INGEST_BODY,
+    summary="Start an ingest job (paths or uploaded files); poll its progress",
+)
+async def ingest(
+    request: Request, services: ServicesDep, settings: SettingsDep, deadline: DeadlineDep
+) -> JSONResponse:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    timeout = settings.request_timeout
+    if media == "application/json" or media.endswith("+json"):
+        job: JobStatus = await _submit_paths(request, services, deadline.at, timeout)
+    elif media == "multipart/form-data":
+        job = await _submit_upload(request, services, deadline.at, timeout)
+    else:
+        raise UnsupportedMediaTypeError(
+            f"cannot ingest a {media or 'body without Content-Type'}",
+            'send JSON {"paths": [...]} or a multipart/form-data upload of files',
+        )
+    services.metrics.jobs.inc(job.source)
+    url = f"/v1/ingest/{job.id}"
+    accepted = IngestAccepted(job=job, status_url=url)
+    return JSONResponse(accepted.model_dump(mode="json"), 202, headers={"Location": url})
+
+
+@router.get(
+    "/v1/ingest/{job_id}",
+    response_model=JobStatus,
+    responses=responses(404),
+    summary="An ingest job's progress and report",
+)
+async def ingest_job(
+    job_id: Annotated[str, PathParam(min_length=1, max_length=64)], services: ServicesDep
+) -> JobStatus:
+    return services.jobs.get(job_id)
+
+
+@router.get(
+    "/v1/documents",
+    response_model=DocumentList,
+    responses=responses(503),
+    summary="The documents the index holds",
+)
+async def documents(
+    services: ServicesDep,
+    prefix: Annotated[
+        list[Prefix] | None,
+        Query(description="Only paths starting with one of these (repeat the parameter)."),
+    ] = None,
+) -> DocumentList:
+    docs = await run_in_threadpool(services.documents.documents, prefix)
+    return DocumentList(
+        documents=docs,
+        count=len(docs),
+        chunks=sum(d.chunks for d in docs),
+        index_version=await run_in_threadpool(services.documents.index_version),
+    )
+
+
+@router.delete(
+    "/v1/documents/{path:path}",
+    response_model=DeletedDocument,
+    responses=responses(403, 404, 409, 503, 504),
+    summary="Remove a document and all its chunks from the index",
+)
+async def delete_document(
+    path: Annotated[
+        str,
+        PathParam(
+            min_length=1,
+            max_length=4096,
+            pattern=NO_NUL,
+            description="The document's path as GET /v1/documents lists it (URL-encoded).",
+        ),
+    ],
+    services: ServicesDep,
+    settings: SettingsDep,
+    deadline: DeadlineDep,
+) -> DeletedDocument:
+    wait = max(0.0, min(30.0, deadline.remaining() - 1))
+    return await in_thread(
+        deadline.at, settings.request_timeout, services.documents.delete, path, wait
+    )

@@ -1,0 +1,347 @@
+"""Ingest jobs: run one at a time, on one worker thread, with progress a client can poll.
+
+Embedded Chroma is not safe for concurrent writers, so every write to the index (an ingest
+job, a document deletion) holds one writer lock, and jobs run in submission order on a
+single thread.  Up to ``queue_limit`` jobs wait behind the running one; a further job is
+refused (``JobQueueFullError``, HTTP 429) rather than queued without bound.  Finished jobs
+are kept in memory (the newest ``keep``) so their reports stay readable.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from rag.errors import RagError
+from rag.services.ingest import IngestReport, Progress
+
+log = logging.getLogger(__name__)
+
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+IngestFn = Callable[[Progress, list[Path]], IngestReport]
+IndexState = Callable[[], tuple[str, int]]  # (index version, chunks listed)
+MAX_WARNINGS = 200
+MAX_SKIPPED = 1000
+
+
+class JobNotFoundError(RagError):
+    code = "job_not_found"
+
+
+class JobQueueFullError(RagError):
+    code = "ingest_queue_full"
+    retry_after = 5
+
+
+class IndexBusyError(RagError):
+    code = "index_busy"
+    retry_after = 5
+
+
+class JobCancelledError(Exception):
+    """Raised inside a running ingest (through its progress reports) to stop it."""
+
+
+class PhaseProgress(BaseModel):
+    done: int = 0
+    total: int = 0
+
+
+class SkippedFile(BaseModel):
+    path: str
+    reason: str
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    hint: str = ""
+
+
+class JobFiles(BaseModel):
+    seen: int = 0
+    indexed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+
+
+class JobChunks(BaseModel):
+    written: int = 0
+    deleted: int = 0
+    total: int = Field(0, description="Chunks the index holds after the job.")
+
+
+class JobStatus(BaseModel):
+    """An ingest job as a client sees it."""
+
+    id: str
+    state: JobState
+    source: Literal["paths", "upload"]
+    paths: list[str] = Field(description="What was asked for (relative to the corpus folder).")
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    phase: str | None = Field(None, description="read (files) or embed (chunks).")
+    progress: dict[str, PhaseProgress] = Field(default_factory=dict)
+    files: JobFiles = Field(default_factory=JobFiles)
+    chunks: JobChunks = Field(default_factory=JobChunks)
+    skipped: list[SkippedFile] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    errors: list[JobError] = Field(default_factory=list)
+    seconds: float | None = None
+    index_version: str | None = Field(None, description="The index version after the job.")
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "id": "5f0c2a9d4b1e4f7a8c3d2e1f0a9b8c7d",
+                    "state": "succeeded",
+                    "source": "paths",
+                    "paths": ["notes"],
+                    "created_at": "2026-01-05T10:00:00+00:00",
+                    "started_at": "2026-01-05T10:00:00+00:00",
+                    "finished_at": "2026-01-05T10:00:03+00:00",
+                    "phase": "embed",
+                    "progress": {"read": {"done": 3, "total": 3}, "embed": {"done": 9, "total": 9}},
+                    "files": {"seen": 3, "indexed": 2, "unchanged": 0, "removed": 0},
+                    "chunks": {"written": 9, "deleted": 0, "total": 42},
+                    "skipped": [{"path": "notes/photo.png", "reason": "unsupported format (.png)"}],
+                    "warnings": ["skipped notes/photo.png: unsupported format (.png)"],
+                    "errors": [],
+                    "seconds": 2.8,
+                    "index_version": "3f9a1c0b2d4e",
+                }
+            ]
+        }
+    }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class _Job:
+    def __init__(self, status: JobStatus, paths: list[Path]) -> None:
+        self.status = status
+        self.paths = paths
+        self.noted = list(status.skipped)  # skipped before the ingest started
+        self.cancel = threading.Event()
+
+
+class _JobProgress:
+    """The Progress an ingest reports to: updates the job record; stops it when cancelled."""
+
+    def __init__(self, job: _Job, lock: threading.Lock) -> None:
+        self.job = job
+        self.lock = lock
+
+    def _check(self) -> None:
+        if self.job.cancel.is_set():
+            raise JobCancelledError
+
+    def start(self, phase: str, total: int) -> None:
+        self._check()
+        with self.lock:
+            self.job.status.phase = phase
+            self.job.status.progress[phase] = PhaseProgress(done=0, total=total)
+
+    def advance(self, phase: str, n: int = 1) -> None:
+        self._check()
+        with self.lock:
+            step = self.job.status.progress.setdefault(phase, PhaseProgress())
+            step.done += n
+
+    def warn(self, message: str) -> None:
+        with self.lock:
+            if len(self.job.status.warnings) < MAX_WARNINGS:
+                self.job.status.warnings.append(message)
+
+
+class JobManager:
+    def __init__(
+        self,
+        ingest: IngestFn,
+        queue_limit: int,
+        state: IndexState | None = None,
+        after_write: Callable[[], object] | None = None,
+        keep: int = 200,
+    ) -> None:
+        self._ingest = ingest
+        self._state = state
+        self._after_write = after_write
+        self.queue_limit = queue_limit
+        self.keep = keep
+        self.writer = threading.Lock()  # held by every write to the index
+        self._lock = threading.Lock()  # guards the job records
+        self._jobs: OrderedDict[str, _Job] = OrderedDict()
+        self._executor: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    # -- submitting and reading ---------------------------------------------------
+    def queued(self) -> int:
+        with self._lock:
+            return sum(1 for j in self._jobs.values() if j.status.state == "queued")
+
+    def running(self) -> bool:
+        with self._lock:
+            return any(j.status.state == "running" for j in self._jobs.values())
+
+    def ensure_room(self) -> None:
+        """Raise unless a job submitted now would be accepted."""
+        if self._closed:
+            raise JobQueueFullError("the server is shutting down", "retry in a moment")
+        if self.queued() >= self.queue_limit and self._busy():
+            raise JobQueueFullError(
+                f"{self.queue_limit} ingest job(s) already wait behind the running one",
+                "retry when GET /v1/ingest/{job} reports them finished",
+            )
+
+    def _busy(self) -> bool:
+        return self.writer.locked() or self.running() or self.queued() > 0
+
+    def submit(
+        self,
+        paths: Sequence[Path],
+        shown: Sequence[str],
+        source: Literal["paths", "upload"],
+        skipped: Sequence[tuple[str, str]] = (),
+    ) -> JobStatus:
+        """Queue an ingest of ``paths`` (``shown``: as the client named them); ``skipped``:
+        files already known not to be read, with the reason."""
+        self.ensure_room()
+        status = JobStatus(
+            id=uuid.uuid4().hex,
+            state="queued",
+            source=source,
+            paths=list(shown),
+            created_at=_now(),
+            skipped=[SkippedFile(path=p, reason=r) for p, r in skipped],
+        )
+        job = _Job(status, list(paths))
+        with self._lock:
+            self._jobs[status.id] = job
+            self._forget_old()
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="rag-ingest")
+            executor = self._executor
+        executor.submit(self._run, job)
+        return self.get(status.id)
+
+    def get(self, job_id: str) -> JobStatus:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise JobNotFoundError(
+                    f"no ingest job {job_id!r}",
+                    "job ids come from POST /v1/ingest; finished jobs are kept for a while",
+                )
+            return job.status.model_copy(deep=True)
+
+    def _forget_old(self) -> None:
+        finished = [k for k, j in self._jobs.items() if j.status.finished_at]
+        for key in finished[: max(0, len(self._jobs) - self.keep)]:
+            del self._jobs[key]
+
+    # -- writing ------------------------------------------------------------------
+    @contextmanager
+    def writing(self, timeout: float) -> Iterator[None]:
+        """Hold the writer lock (waiting at most ``timeout`` seconds for a running job)."""
+        if not self.writer.acquire(timeout=max(0.0, timeout)):
+            raise IndexBusyError(
+                "an ingest job is writing to the index", "retry when it has finished"
+            )
+        try:
+            yield
+        finally:
+            self.writer.release()
+
+    def _run(self, job: _Job) -> None:
+        status = job.status
+        with self._lock:
+            if job.cancel.is_set():
+                status.state, status.finished_at = "cancelled", _now()
+                return
+            status.state, status.started_at = "running", _now()
+        started = time.perf_counter()
+        progress = _JobProgress(job, self._lock)
+        report: IngestReport | None = None
+        error: JobError | None = None
+        state: JobState = "succeeded"
+        try:
+            with self.writer:
+                report = self._ingest(progress, job.paths)
+                self._warm()
+        except JobCancelledError:
+            state = "cancelled"
+        except RagError as exc:
+            state, error = "failed", JobError(code=exc.code, message=exc.message, hint=exc.hint)
+        except Exception:
+            log.exception("ingest job %s failed", status.id)
+            state = "failed"
+            error = JobError(
+                code="internal_error", message="the ingest failed", hint="see the server log"
+            )
+        version, chunks = self._index_state()
+        with self._lock:
+            status.chunks.total = chunks
+            if report is not None:
+                _apply(status, report, job.noted)
+            if error is not None:
+                status.errors.append(error)
+            status.state = state
+            status.seconds = round(time.perf_counter() - started, 3)
+            status.index_version = version
+            status.finished_at = _now()
+        log.info("ingest job %s %s", status.id, state)
+
+    def _warm(self) -> None:
+        """Run ``after_write`` (e.g. open a new index before readers do); never fails a job."""
+        if self._after_write is None:
+            return
+        try:
+            self._after_write()
+        except Exception as exc:
+            log.warning("after the ingest: %s", exc)
+
+    def _index_state(self) -> tuple[str | None, int]:
+        try:
+            return self._state() if self._state else (None, 0)
+        except Exception:
+            return None, 0
+
+    # -- shutting down --------------------------------------------------------------
+    def close(self, wait: bool = True) -> None:
+        """Cancel waiting jobs, stop the running one at its next progress report."""
+        self._closed = True
+        with self._lock:
+            for job in self._jobs.values():
+                job.cancel.set()
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=wait, cancel_futures=False)
+
+
+def _apply(status: JobStatus, report: IngestReport, noted: list[SkippedFile]) -> None:
+    status.files = JobFiles(
+        seen=report.files_seen,
+        indexed=report.files_indexed,
+        unchanged=report.files_unchanged,
+        removed=report.files_removed,
+    )
+    status.chunks = JobChunks(
+        written=report.chunks_written, deleted=report.chunks_deleted, total=report.chunks_total
+    )
+    found = [SkippedFile(path=s.path, reason=s.reason) for s in report.skipped]
+    status.skipped = (noted + found)[:MAX_SKIPPED]

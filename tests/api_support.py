@@ -1,0 +1,163 @@
+"""Helpers for the API tests: a real uvicorn on 127.0.0.1, SSE parsing, a fake Ollama."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from werkzeug import Request, Response
+
+from tests.conftest import CORPUS, free_port, sed_lines
+
+MODEL = "llama3.2:3b"
+JULY_2000 = "Putin’s last visit to North Korea was in July 2000."
+
+
+class LiveServer:
+    """A FastAPI app served by uvicorn on 127.0.0.1 in a thread of the test process (the
+    embedding model is shared, so it starts in about a second)."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 120
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise AssertionError("uvicorn did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+def copy_corpus(dest: Path) -> Path:
+    shutil.copytree(CORPUS, dest)
+    return dest
+
+
+def sse_events(lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
+    """Server-Sent Events, one (event, data) at a time, as a browser's EventSource parses
+    them: fields until a blank line; ``:`` lines are comments; data is JSON here."""
+    event, data = "message", []
+    for line in lines:
+        if line == "":
+            if data:
+                yield event, json.loads("\n".join(data))
+            event, data = "message", []
+        elif line.startswith(":"):
+            continue
+        else:
+            field, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "event":
+                event = value
+            elif field == "data":
+                data.append(value)
+
+
+def wait_job(client: httpx.Client, job_id: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = client.get(f"/v1/ingest/{job_id}").json()
+        if job["state"] not in ("queued", "running"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def assert_citations_resolve(corpus: Path, answer: dict[str, Any], listed: set[str]) -> None:
+    """Each citation names a listed document, and its quote is those lines of the file."""
+    for c in answer["citations"]:
+        assert c["path"] in listed, c["path"]
+        lines = sed_lines(corpus / c["path"])
+        assert c["quote"] == "\n".join(lines[c["start_line"] - 1 : c["end_line"]])
+
+
+def error_of(response: httpx.Response) -> dict[str, str]:
+    assert response.headers["content-type"].startswith("application/json"), response.text
+    assert "Traceback" not in response.text
+    error: dict[str, str] = response.json()["error"]
+    assert set(error) == {"code", "message", "hint"}
+    return error
+
+
+# -- a fake Ollama, at the wire (NDJSON), switchable between behaviours ----------------------
+def _line(content: str, done: bool = False) -> bytes:
+    body: dict[str, Any] = {
+        "model": MODEL,
+        "created_at": "2026-11-23T10:00:00.000000Z",
+        "message": {"role": "assistant", "content": content},
+        "done": done,
+    }
+    if done:
+        body.update(done_reason="stop", total_duration=1, eval_count=3, prompt_eval_count=9)
+    return (json.dumps(body) + "\n").encode()
+
+
+class FakeOllama:
+    """``mode``: answer (the July 2000 sentence), slow (many tokens, 0.1 s apart), broken
+    (two tokens then an error line), stall (nothing for 3 s), missing (model not pulled)."""
+
+    def __init__(self) -> None:
+        self.mode = "answer"
+        self.slow_tokens = 60
+        self.written: list[int] = []  # per chat request: tokens written before it ended
+        self.closed_early = threading.Event()
+        self.requests = 0
+
+    def tags(self, request: Request) -> Response:
+        model = {"name": MODEL, "model": MODEL, "modified_at": "2026-11-01T00:00:00Z",
+                 "size": 1, "digest": "sha256:0", "details": {}}  # fmt: skip
+        return Response(json.dumps({"models": [model]}), content_type="application/json")
+
+    def chat(self, request: Request) -> Response:
+        self.requests += 1
+        mode = self.mode
+        if mode == "missing":
+            body = json.dumps({"error": f"model '{MODEL}' not found, try pulling it first"})
+            return Response(body, status=404, content_type="application/json")
+        if mode == "stall":
+            time.sleep(3.0)
+            return Response(_line("late", done=True), content_type="application/x-ndjson")
+        return Response(self._stream(mode), content_type="application/x-ndjson")
+
+    def _stream(self, mode: str) -> Iterator[bytes]:
+        index = len(self.written)
+        self.written.append(0)
+        words = re.findall(r"\S+\s*", JULY_2000)
+        if mode == "slow":
+            words = [f"w{i} " for i in range(self.slow_tokens)]
+        finished = False
+        try:
+            for word in words:
+                yield _line(word)
+                self.written[index] += 1
+                if mode == "slow":
+                    time.sleep(0.1)
+                if mode == "broken" and self.written[index] == 2:
+                    yield (json.dumps({"error": "out of memory"}) + "\n").encode()
+                    finished = True
+                    return
+            yield _line("", done=True)
+            finished = True
+        finally:
+            if not finished:
+                self.closed_early.set()

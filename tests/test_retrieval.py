@@ -1,0 +1,79 @@
+"""Hybrid retrieval: fusion, the keyword index kept in step, neighbour merging, path filters."""
+
+from __future__ import annotations
+
+from rag.models import Chunk
+from rag.services.retrieval import rrf
+from tests.conftest import PUTIN_2000, make_runtime
+
+
+def test_rrf_rewards_agreement_between_rankings() -> None:
+    fused = rrf([["a", "b", "c"], ["c", "a", "d"]], k=60)
+    assert fused["a"] == 1 / 61 + 1 / 62
+    assert fused["c"] == 1 / 63 + 1 / 61
+    assert fused["d"] == 1 / 63
+    assert sorted(fused, key=lambda i: -fused[i]) == ["a", "c", "b", "d"]
+
+
+def test_keyword_index_follows_every_ingest_and_delete(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+    runtime = make_runtime(tmp_path, embedder)
+    service = runtime.ingest_service()
+    service.ingest()
+    ids = lambda: set(runtime.store.collection.get(include=[])["ids"])  # noqa: E731
+    assert runtime.lexical.ids() == ids() and runtime.lexical.count() > 0
+    doc = runtime.settings.corpus_dir / "002_218709f738487987.txt"
+    doc.write_text(doc.read_text().replace("6,700 containers", "9,999 crates"))
+    service.ingest()
+    assert runtime.lexical.ids() == ids()
+    assert not runtime.lexical.search("6,700 containers", 5)[0][0].text.count("6,700")
+    doc.unlink()
+    service.ingest(prune=True)
+    assert runtime.lexical.ids() == ids()
+    assert "002_218709f738487987.txt" not in runtime.lexical.paths()
+
+
+def test_a_missing_keyword_index_is_rebuilt_from_chroma(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+    runtime = make_runtime(tmp_path, embedder)
+    runtime.ingest_service().ingest()
+    runtime.lexical.clear()
+    assert runtime.ingest_service().stale_reason() == (
+        "the keyword index is out of step with the vector index"
+    )
+    answer = runtime.answer_service.ask(PUTIN_2000, backend="extractive")  # rebuilds on open
+    assert runtime.lexical.count() == runtime.store.count()
+    assert "2000" in answer.answer
+
+
+def test_keyword_search_finds_exact_terms(corpus_runtime) -> None:  # type: ignore[no-untyped-def]
+    hits = corpus_runtime.lexical.search("Belousov Lavrov Novak", 3)
+    assert hits[0][0].path == "003_04a47c1ca7d95a89.txt" and "Belousov" in hits[0][0].text
+    only = corpus_runtime.lexical.search("Putin", 50, ["001_"])
+    assert only and {c.path for c, _ in only} == {"001_de25de7d48a037bb.txt"}
+
+
+def test_paths_restrict_retrieval(corpus_runtime) -> None:  # type: ignore[no-untyped-def]
+    found = corpus_runtime.answer_service.retrieve(PUTIN_2000, 5, ["004_"])
+    assert found.passages and {p.chunk.path for p in found.passages} == {
+        "004_5e50463e41e8a191.txt"
+    }
+    answer = corpus_runtime.answer_service.ask(PUTIN_2000, backend="extractive", paths=["003_"])
+    assert [(c.path, c.start_line) for c in answer.citations] == [("003_04a47c1ca7d95a89.txt", 2)]
+    assert corpus_runtime.answer_service.retrieve(PUTIN_2000, 5, ["nothing/"]).passages == []
+
+
+def _chunk(path: str, start: int, end: int, text: str) -> Chunk:
+    return Chunk(id=f"{path}{start}", path=path, start_line=start, end_line=end, start_char=0,
+                 end_char=0, text=text)
+
+
+def test_adjacent_passages_of_one_file_merge(corpus_runtime) -> None:  # type: ignore[no-untyped-def]
+    from rag.models import Passage
+
+    retriever = corpus_runtime.retriever
+    path = "002_218709f738487987.txt"  # one paragraph per line, blank lines between
+    a = Passage(chunk=_chunk(path, 53, 53, "line 53"), score=0.3)
+    b = Passage(chunk=_chunk(path, 55, 55, "line 55"), score=0.5)  # line 54 is blank
+    far = Passage(chunk=_chunk(path, 59, 59, "line 59"), score=0.2)  # 57 holds text
+    merged = retriever.merge_neighbours([b, a, far])
+    assert [(p.chunk.start_line, p.chunk.end_line) for p in merged] == [(53, 55), (59, 59)]
+    assert merged[0].chunk.text == "line 53\n\nline 55" and merged[0].score == 0.5
