@@ -378,7 +378,7 @@ def test_delete_with_encoded_traversal_is_403(server: Server, path: str) -> None
 def test_unknown_things_are_404(server: Server) -> None:
     r = server.client.delete("/v1/documents/no-such-document.txt")
     assert r.status_code == 404 and error_of(r)["code"] == "document_not_found"
-    r = server.client.get("/v1/ingest/0123456789abcdef")
+    r = server.client.get("/v1/ingest/0123456789abcdef0123456789abcdef")
     assert r.status_code == 404 and error_of(r)["code"] == "job_not_found"
     r = server.client.get("/nope")
     assert r.status_code == 404 and error_of(r)["code"] == "http_404"
@@ -450,7 +450,7 @@ def test_concurrent_questions_during_an_ingest(server: Server) -> None:
     bulk = server.corpus / "bulk"
     bulk.mkdir()
     sources = sorted(server.corpus.glob("0*.txt"))
-    for i in range(30):
+    for i in range(12):
         text = sources[i % len(sources)].read_text(encoding="utf-8")
         (bulk / f"copy_{i:02d}.txt").write_text(f"Copy {i} of {sources[i % 5].name}\n{text}")
     accepted = server.client.post("/v1/ingest", json={"paths": ["bulk"]})
@@ -483,13 +483,21 @@ def test_concurrent_questions_during_an_ingest(server: Server) -> None:
     assert not failures, failures[:3]
     assert overlapped.is_set()  # the questions really ran while the job wrote
     job = wait_job(server.client, job_id)
-    assert job["state"] == "succeeded" and job["files"]["indexed"] == 30
+    assert job["state"] == "succeeded" and job["files"]["indexed"] == 12
 
     docs = server.documents()
     listed = {d["path"] for d in docs["documents"]}
     assert len(answers) >= 16
+    cited: set[tuple[str, int, int, str]] = set()
     for answer in answers:
         assert not answer["abstained"] and answer["citations"]
         assert_citations_resolve(server.corpus, answer, listed)
+        cited |= {
+            (c["path"], c["start_line"], c["end_line"], c["quote"]) for c in answer["citations"]
+        }
+    for path, start, end, quote in cited:  # a chunk in the index holds the cited lines
+        found = server.client.post("/v1/search", json={"query": quote, "paths": [path]}).json()
+        spans = [(p["start_line"], p["end_line"]) for p in found["passages"] if p["path"] == path]
+        assert any(first <= start and end <= last for first, last in spans), (path, start, spans)
     ready = server.client.get("/readyz").json()
     assert job["chunks"]["total"] == docs["chunks"] == ready["index"]["chunks"]

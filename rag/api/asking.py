@@ -86,6 +86,10 @@ class AskRun:
         with contextlib.suppress(RuntimeError):  # the event loop is gone (shutting down)
             self.loop.call_soon_threadsafe(self.events.put_nowait, event)
 
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
     # -- request side ----------------------------------------------------------------------
     def stop(self, reason: str) -> None:
         """Stop generating (no-op once the answer was delivered)."""
@@ -142,6 +146,8 @@ class Asker:
 
         def work() -> None:
             try:
+                if run.stopped:  # abandoned while it waited for a worker thread
+                    return
                 answer = service.ask(
                     body.question,
                     top_k=body.top_k,
@@ -156,7 +162,8 @@ class Asker:
                 run.emit(("error", exc))
             finally:
                 if gate is not None:
-                    asyncio.run_coroutine_threadsafe(gate.release(taken), loop)
+                    with contextlib.suppress(RuntimeError):  # the loop is gone (shutdown)
+                        asyncio.run_coroutine_threadsafe(gate.release(taken), loop)
 
         try:
             self.executor.submit(work)

@@ -26,6 +26,9 @@ Prefix = Annotated[str, Field(min_length=1, max_length=1000)]
 # Rust regex pydantic validates with, Python's str.strip the answer service applies).
 NOT_BLANK = r"[^\s\x1c-\x1f\x85\ufeff]"
 NO_NUL = r"^[^\x00]*$"
+# A document path in the URL: no control characters (a trailing %0A would not even route).
+DOC_PATH = r"^[^\x00-\x1f\x7f]+$"
+JOB_ID = r"^[0-9a-f]{32}$"
 PathText = Annotated[str, Field(min_length=1, max_length=4096, pattern=NO_NUL)]
 PUTIN = "When did Putin last visit North Korea before this trip?"
 
@@ -118,6 +121,23 @@ class IngestAccepted(BaseModel):
     job: JobStatus
     status_url: str = Field(description="Poll this for progress: GET /v1/ingest/{job}.")
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job": {
+                        "id": "5f0c2a9d4b1e4f7a8c3d2e1f0a9b8c7d",
+                        "state": "queued",
+                        "source": "paths",
+                        "paths": ["notes"],
+                        "created_at": "2026-01-05T10:00:00+00:00",
+                    },
+                    "status_url": "/v1/ingest/5f0c2a9d4b1e4f7a8c3d2e1f0a9b8c7d",
+                }
+            ]
+        }
+    )
+
 
 class DocumentList(BaseModel):
     documents: list[DocumentInfo]
@@ -182,6 +202,28 @@ class Readiness(BaseModel):
     status: Literal["ready", "not_ready"] = Field(description="ready: the index is open.")
     index: IndexReadiness
     llm: LLMReadiness | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ready",
+                    "index": {
+                        "opened": True,
+                        "chunks": 43,
+                        "documents": 5,
+                        "version": "3f9a1c0b2d4e",
+                    },
+                    "llm": {
+                        "backend": "ollama",
+                        "model": "llama3.2:3b",
+                        "reason": "Ollama at http://127.0.0.1:11434 has llama3.2:3b",
+                        "answering": True,
+                    },
+                }
+            ]
+        }
+    )
 
 
 class LegacyHealth(BaseModel):

@@ -211,7 +211,7 @@ def serve(
     example = json.dumps({"question": "When did Putin last visit North Korea?"})
     typer.echo(f"rag is serving on {url}  (API docs: {url}/docs)", err=True)
     typer.echo(
-        f"try:  curl -s {url}/ask -H 'Content-Type: application/json' -d '{example}'", err=True
+        f"try:  curl -s {url}/v1/ask -H 'Content-Type: application/json' -d '{example}'", err=True
     )
     uvicorn.run(api, host=settings.host, port=settings.port, log_level="info")
 

@@ -35,6 +35,19 @@ class DocumentInfo(BaseModel):
 
 
 class DeletedDocument(BaseModel):
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "path": "uploads/notes.txt",
+                    "chunks_deleted": 4,
+                    "file_removed": True,
+                    "index_version": "7be1d2c90a4f",
+                }
+            ]
+        }
+    }
+
     path: str
     chunks_deleted: int
     file_removed: bool = Field(

@@ -16,7 +16,7 @@ from starlette.datastructures import UploadFile
 from rag.api.asking import in_thread
 from rag.api.deps import DeadlineDep, Services, ServicesDep, SettingsDep
 from rag.api.errors import UnsupportedMediaTypeError, responses
-from rag.api.schemas import NO_NUL, DocumentList, IngestAccepted, IngestPaths, Prefix
+from rag.api.schemas import DOC_PATH, JOB_ID, DocumentList, IngestAccepted, IngestPaths, Prefix
 from rag.errors import IndexMissingError
 from rag.runtime import Runtime
 from rag.services.documents import DeletedDocument
@@ -130,7 +130,8 @@ async def ingest(
     summary="An ingest job's progress and report",
 )
 async def ingest_job(
-    job_id: Annotated[str, PathParam(min_length=1, max_length=64)], services: ServicesDep
+    job_id: Annotated[str, PathParam(pattern=JOB_ID, description="From POST /v1/ingest.")],
+    services: ServicesDep,
 ) -> JobStatus:
     return services.jobs.get(job_id)
 
@@ -169,7 +170,7 @@ async def delete_document(
         PathParam(
             min_length=1,
             max_length=4096,
-            pattern=NO_NUL,
+            pattern=DOC_PATH,
             description="The document's path as GET /v1/documents lists it (URL-encoded).",
         ),
     ],
