@@ -210,8 +210,10 @@ def serve(
     url = f"http://{settings.host}:{settings.port}"
     example = json.dumps({"question": "When did Putin last visit North Korea?"})
     typer.echo(f"rag is serving on {url}  (API docs: {url}/docs)", err=True)
+    auth = ' -H "Authorization: Bearer $RAG_API_KEY"' if settings.api_key else ""
     typer.echo(
-        f"try:  curl -s {url}/v1/ask -H 'Content-Type: application/json' -d '{example}'", err=True
+        f"try:  curl -s {url}/v1/ask -H 'Content-Type: application/json'{auth} -d '{example}'",
+        err=True,
     )
     uvicorn.run(api, host=settings.host, port=settings.port, log_level="info")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -107,14 +108,17 @@ class AnswerService:
         self.default = default
         self.prompts_dir = prompts_dir
         self._backends: dict[str, Choice] = {default.backend: default}
+        self._backend_lock = threading.Lock()
         self._vectors: dict[str, np.ndarray] = {}
 
     def backend(self, name: str | None) -> Choice:
+        """The named backend, built once (a lock: two first requests load one model)."""
         if name is None or name == "auto":
             return self.default
-        if name not in self._backends:
-            self._backends[name] = make_backend(self.settings, name)
-        return self._backends[name]
+        with self._backend_lock:
+            if name not in self._backends:
+                self._backends[name] = make_backend(self.settings, name)
+            return self._backends[name]
 
     # -- retrieval -----------------------------------------------------------
     def retrieve(
