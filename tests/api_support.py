@@ -16,8 +16,8 @@ import uvicorn
 from werkzeug import Request, Response
 
 from tests.conftest import CORPUS, free_port, sed_lines
+from tests.ollama_wire import MODEL, chat_line
 
-MODEL = "llama3.2:3b"
 JULY_2000 = "Putin’s last visit to North Korea was in July 2000."
 
 
@@ -101,15 +101,7 @@ def error_of(response: httpx.Response) -> dict[str, str]:
 
 # -- a fake Ollama, at the wire (NDJSON), switchable between behaviours ----------------------
 def _line(content: str, done: bool = False) -> bytes:
-    body: dict[str, Any] = {
-        "model": MODEL,
-        "created_at": "2026-11-23T10:00:00.000000Z",
-        "message": {"role": "assistant", "content": content},
-        "done": done,
-    }
-    if done:
-        body.update(done_reason="stop", total_duration=1, eval_count=3, prompt_eval_count=9)
-    return (json.dumps(body) + "\n").encode()
+    return chat_line(content, done).encode()
 
 
 class FakeOllama:

@@ -36,9 +36,9 @@ from rag.services.conversation import (
     resolve_paths,
 )
 from tests.conftest import CORPUS, PUTIN_2000
+from tests.ollama_wire import MODEL, chat_line, july_2000_answer
 
 RAG = str(Path(sys.executable).parent / "rag")
-MODEL = "llama3.2:3b"
 EVIL = "zz_reactor.txt"
 # A document that tries to set the window title, clear the screen, blink and colour text.
 EVIL_TEXT = (
@@ -79,15 +79,7 @@ def _chat_request(request: Request) -> dict[str, Any]:
 
 
 def _line(content: str, done: bool = False) -> bytes:
-    body: dict[str, Any] = {
-        "model": MODEL,
-        "created_at": "2026-11-23T10:00:00Z",
-        "message": {"role": "assistant", "content": content},
-        "done": done,
-    }
-    if done:
-        body.update(done_reason="stop", total_duration=1, eval_count=3, prompt_eval_count=9)
-    return (json.dumps(body) + "\n").encode()
+    return chat_line(content, done).encode()
 
 
 class FakeOllama:
@@ -119,23 +111,7 @@ class FakeOllama:
         assert question is not None
         if "Kirby" in question.group(1):
             return Response(self._slow(), content_type="application/x-ndjson")
-        number = next(
-            n
-            for n, text in re.findall(r"\[(\d+)\] [^\n]+\n(.*?)(?=\n\n\[\d+\]|\Z)", user, re.S)
-            if "July 2000" in text
-        )
-        words = [
-            "Putin",
-            " last",
-            " visited",
-            " North",
-            " Korea",
-            " in",
-            " July",
-            " 2000",
-            f" [{number}].",
-        ]
-        stream = b"".join(_line(w) for w in words) + _line("", done=True)
+        stream = july_2000_answer(user).encode()
         return Response(stream, content_type="application/x-ndjson")
 
     @staticmethod

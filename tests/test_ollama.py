@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from urllib.parse import urlparse
 
@@ -19,21 +18,8 @@ from rag.config import Settings
 from rag.errors import LLMStreamError, LLMTimeoutError, LLMUnavailableError, ModelNotFoundError
 from rag.prompts import RenderedPrompt
 from tests.conftest import PUTIN_2000, PUTIN_2000_LINES, free_port, make_runtime
-
-MODEL = "llama3.2:3b"
-
-
-def _line(content: str, done: bool = False, **extra: object) -> str:
-    body = {
-        "model": MODEL,
-        "created_at": "2026-11-23T10:00:00.000000Z",
-        "message": {"role": "assistant", "content": content},
-        "done": done,
-        **extra,
-    }
-    if done:
-        body.update(done_reason="stop", total_duration=1, eval_count=3, prompt_eval_count=9)
-    return json.dumps(body) + "\n"
+from tests.ollama_wire import MODEL, july_2000_answer
+from tests.ollama_wire import chat_line as _line
 
 
 def _tags(*names: str) -> dict:  # type: ignore[type-arg]
@@ -60,24 +46,7 @@ def _answering_model(request: Request) -> Response:
     """Reads the passages like a model would and cites the one that says July 2000."""
     body = request.get_json()
     _answering_model.requests.append(body)  # type: ignore[attr-defined]
-    prompt = body["messages"][-1]["content"]
-    number = next(
-        n
-        for n, text in re.findall(r"\[(\d+)\] [^\n]+\n(.*?)(?=\n\n\[\d+\]|\Z)", prompt, re.S)
-        if "July 2000" in text
-    )
-    words = [
-        "Putin",
-        " last",
-        " visited",
-        " North",
-        " Korea",
-        " in",
-        " July",
-        " 2000",
-        f" [{number}].",
-    ]
-    stream = "".join(_line(w) for w in words) + _line("", done=True)
+    stream = july_2000_answer(body["messages"][-1]["content"])
     return Response(stream, content_type="application/x-ndjson")
 
 
