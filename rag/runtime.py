@@ -55,7 +55,7 @@ class Runtime:
     def retriever(self) -> Retriever:
         self.store.open()
         if self.lexical.count() != self.store.count():
-            self.ingest_service()._reconcile_lexical()
+            self.ingest_service().reconcile_lexical()
         return Retriever(self.settings, self.embedder, self.store, self.lexical)
 
     @cached_property

@@ -150,7 +150,7 @@ class IngestService:
             if not self.store.exists():
                 manifest = Manifest()  # the vectors are gone: nothing listed is there
         self.store.open(create=True)
-        self._reconcile_lexical()
+        self.reconcile_lexical()
         manifest.embedding_model = self.store.expected.embedding_model
         manifest.chunker = self.store.expected.chunker
 
@@ -201,7 +201,7 @@ class IngestService:
         self.lexical.delete(ids)
         return entry
 
-    def _reconcile_lexical(self) -> None:
+    def reconcile_lexical(self) -> None:
         """Make the keyword index hold exactly the chunks Chroma holds."""
         if self.lexical.count() == self.store.count():
             return
