@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve chat ingest ask test lint format clean eval eval-update
+.PHONY: help install run serve chat ingest ask test test-slow lint format clean eval eval-update
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -35,8 +35,11 @@ ingest: install ## Re-ingest data/corpus
 ask: install ## Ask a question: make ask Q="When did Putin last visit North Korea?"
 	$(BIN)/rag ask "$(Q)"
 
-test: install ## Run the whole test suite
-	$(BIN)/pytest
+test: install ## Run the test suite (all but the minutes-long `slow` ones)
+	$(BIN)/pytest -m "not slow"
+
+test-slow: install ## Run the slow suites (kill -9 property test); CI runs these too
+	$(BIN)/pytest -m slow
 
 lint: install ## ruff and mypy
 	$(BIN)/ruff check rag tests

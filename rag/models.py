@@ -2,14 +2,44 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
+
+
+def line_anchor(
+    path: str, start_line: int, end_line: int, page: int | None, page_first_line: int | None
+) -> str:
+    """``path:L12-L14``, or for a page of a paged document ``path:p3:L2-L4`` (page lines)."""
+    prefix = path
+    if page is not None:
+        shift = (page_first_line or 1) - 1
+        start_line, end_line = start_line - shift, end_line - shift
+        prefix = f"{path}:p{page}"
+    if start_line == end_line:
+        return f"{prefix}:L{start_line}"
+    return f"{prefix}:L{start_line}-L{end_line}"
+
+
+def _page() -> Any:
+    return Field(None, description="Page of a paged document (PDF), 1-based; null otherwise.")
+
+
+def _page_first_line() -> Any:
+    return Field(
+        None,
+        description="The line (as start_line counts) where that page begins: the page's own "
+        "line numbers are start_line - page_first_line + 1.",
+    )
 
 
 class Chunk(BaseModel):
     """A piece of one file: exactly the file's lines ``start_line..end_line``.
 
     A line longer than a chunk is split; its pieces share the line number and
-    differ in character offsets.  Offsets index the decoded file text.
+    differ in character offsets.  Offsets index the decoded file text.  A chunk of a
+    paged document (PDF) lies within one page; its lines still count from the start of
+    the document's text, ``page_first_line`` says where its page begins.
     """
 
     id: str
@@ -19,6 +49,20 @@ class Chunk(BaseModel):
     start_char: int
     end_char: int
     text: str
+    heading: str = Field("", description="Heading path at the first line, e.g. 'A > B'.")
+    page: int | None = _page()
+    page_first_line: int | None = _page_first_line()
+
+    @property
+    def embed_text(self) -> str:
+        """What is embedded: the heading path (context) and the text."""
+        return f"{self.heading}\n{self.text}" if self.heading else self.text
+
+    @property
+    def anchor(self) -> str:
+        return line_anchor(
+            self.path, self.start_line, self.end_line, self.page, self.page_first_line
+        )
 
 
 class Passage(BaseModel):
@@ -40,12 +84,19 @@ class Citation(BaseModel):
         1.0, description="Share of the claim's content words (numbers included) in the lines."
     )
     verified: bool = Field(True, description="Support reached the verification threshold.")
+    page: int | None = _page()
+    page_first_line: int | None = _page_first_line()
 
     @property
     def anchor(self) -> str:
-        if self.start_line == self.end_line:
-            return f"{self.path}:L{self.start_line}"
-        return f"{self.path}:L{self.start_line}-L{self.end_line}"
+        """``path:L12-L14``; in a PDF ``path:p3:L2-L4`` (lines of the page)."""
+        return line_anchor(
+            self.path, self.start_line, self.end_line, self.page, self.page_first_line
+        )
+
+    def shown_line(self, line: int) -> int:
+        """Line ``line`` as a reader numbers it (within its page, for a PDF)."""
+        return line if self.page is None else line - (self.page_first_line or 1) + 1
 
 
 class Source(BaseModel):
@@ -56,6 +107,14 @@ class Source(BaseModel):
     end_line: int
     score: float
     text: str
+    page: int | None = _page()
+    page_first_line: int | None = _page_first_line()
+
+    @property
+    def anchor(self) -> str:
+        return line_anchor(
+            self.path, self.start_line, self.end_line, self.page, self.page_first_line
+        )
 
     @classmethod
     def of(cls, passage: Passage) -> Source:
@@ -66,6 +125,8 @@ class Source(BaseModel):
             end_line=c.end_line,
             score=passage.score,
             text=c.text,
+            page=c.page,
+            page_first_line=c.page_first_line,
         )
 
 

@@ -1,23 +1,38 @@
-"""Wiring: builds adapters and services from one Settings object, lazily, once per process."""
+"""Wiring: builds adapters and services from one Settings object, lazily, once per process.
+
+Readers (retrieval, answers) use the *active* generation of the index; a writer builds into
+it or beside it and calls :meth:`Runtime.refresh` when a new generation becomes active.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
 from functools import cached_property
 
 from rag.adapters.embedder import Embedder
 from rag.adapters.lexical import LexicalIndex
 from rag.adapters.llm.select import Choice, make_backend
+from rag.adapters.lock import IndexLock, IndexLockedError
 from rag.adapters.store import ChromaStore, IndexInfo
 from rag.config import Settings
+from rag.errors import IndexMismatchError, IndexMissingError, RagError
 from rag.services.answer import AnswerService
 from rag.services.chunker import CHUNKER_VERSION, Chunker
-from rag.services.ingest import IngestService, Progress
+from rag.services.ingest import GenerationStores, IngestService, Progress
+from rag.services.manifest import LEGACY_FILE, Generation, ManifestDB
 from rag.services.retrieval import Retriever
+
+log = logging.getLogger(__name__)
+
+# What a refresh forgets: everything that depends on which generation is active.
+_READ_SIDE = ("generation", "store", "lexical", "query_embedder", "retriever", "answer_service")
 
 
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._refresh_lock = threading.Lock()
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -30,22 +45,100 @@ class Runtime:
 
     @cached_property
     def index_info(self) -> IndexInfo:
+        """What the settings ask the index to be built with."""
         c = self.chunker
         chunker = f"{CHUNKER_VERSION}/tokens={c.max_tokens}/overlap={c.overlap_lines}"
         return IndexInfo(self.embedder.model_id, self.embedder.dimension, chunker)
 
     @cached_property
-    def store(self) -> ChromaStore:
-        return ChromaStore(self.settings, self.index_info)
+    def manifest(self) -> ManifestDB:
+        return ManifestDB(self.settings.index_dir)
 
     @cached_property
-    def lexical(self) -> LexicalIndex:
-        return LexicalIndex(self.settings.index_dir / "lexical.sqlite")
+    def stores(self) -> GenerationStores:
+        return GenerationStores(self.settings)
+
+    def writer_lock(self, purpose: str | None, timeout: float | None = None) -> IndexLock:
+        """The index's writer lock (``with runtime.writer_lock("rag ingest"): ...``)."""
+        wait = self.settings.lock_wait if timeout is None else timeout
+        return IndexLock(self.settings.index_dir, purpose, wait)
 
     def ingest_service(self, progress: Progress | None = None) -> IngestService:
         return IngestService(
-            self.settings, self.embedder, self.store, self.lexical, self.chunker, progress
+            self.settings,
+            self.embedder,
+            self.manifest,
+            self.stores,
+            self.chunker,
+            self.index_info,
+            progress,
+            on_switch=self.refresh,
+            lock=lambda: self.writer_lock(None),
         )
+
+    # -- the read side: the active generation ----------------------------------
+    @cached_property
+    def generation(self) -> Generation | None:
+        """The generation queries use (None: no complete index yet)."""
+        if not self.manifest.exists():
+            return None
+        return self.manifest.active()
+
+    def _missing(self) -> IndexMissingError:
+        index = self.settings.index_dir
+        if (index / LEGACY_FILE).exists():
+            return IndexMissingError(
+                f"the index at {index} was made by an older version of rag",
+                "rebuild it with `rag ingest`",
+            )
+        if self.manifest.exists() and self.manifest.building() is not None:
+            return IndexMissingError(
+                f"the index at {index} is not complete yet (an ingest is running or was "
+                "interrupted)",
+                "run `rag ingest` to finish it",
+            )
+        return IndexMissingError(
+            f"no index found at {index}",
+            "build it with `rag ingest` (or `make run`, which ingests data/corpus)",
+        )
+
+    @cached_property
+    def store(self) -> ChromaStore:
+        gen = self.generation
+        if gen is None:
+            store = ChromaStore(self.settings, self.index_info, f"{self.settings.collection}-g0")
+            store.missing = self._missing()
+            return store
+        return self.stores(gen)[0]
+
+    @cached_property
+    def lexical(self) -> LexicalIndex:
+        gen = self.generation
+        if gen is None:
+            raise self._missing()
+        return self.stores(gen)[1]
+
+    @cached_property
+    def query_embedder(self) -> Embedder:
+        """The model the active generation was embedded with (normally the configured one)."""
+        gen = self.generation
+        if gen is None or gen.embedding_model == self.embedder.model_id:
+            return self.embedder
+        try:
+            embedder = Embedder(gen.embedding_model)
+        except RagError:
+            raise IndexMismatchError(
+                f"the index at {self.settings.index_dir} was built with embedding model "
+                f"{gen.embedding_model!r}, which cannot be loaded; the settings ask for "
+                f"{self.embedder.model_id!r}",
+                "rebuild the index with `rag ingest` (the new model's index replaces it "
+                "when complete)",
+            ) from None
+        log.warning(
+            "the index was built with %s; queries use it until `rag ingest` rebuilds the index",
+            gen.embedding_model,
+        )
+        return embedder
 
     @cached_property
     def default_backend(self) -> Choice:
@@ -55,9 +148,21 @@ class Runtime:
     def retriever(self) -> Retriever:
         self.store.open()
         if self.lexical.count() != self.store.count():
-            self.ingest_service().reconcile_lexical()
-        return Retriever(self.settings, self.embedder, self.store, self.lexical)
+            try:  # only a writer may repair the keyword index
+                with self.writer_lock("rag (keyword index repair)", timeout=0):
+                    self.ingest_service().reconcile_lexical()
+            except IndexLockedError:
+                log.warning("the keyword index is out of step; a running writer will repair it")
+        return Retriever(self.settings, self.query_embedder, self.store, self.lexical)
 
     @cached_property
     def answer_service(self) -> AnswerService:
-        return AnswerService(self.settings, self.embedder, self.retriever, self.default_backend)
+        return AnswerService(
+            self.settings, self.query_embedder, self.retriever, self.default_backend
+        )
+
+    def refresh(self) -> None:
+        """Forget the read side, so the next query opens the generation active now."""
+        with self._refresh_lock:
+            for name in _READ_SIDE:
+                self.__dict__.pop(name, None)

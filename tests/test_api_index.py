@@ -14,7 +14,9 @@ from tests.api_support import LiveServer, error_of, wait_job
 from tests.conftest import PUTIN_2000, make_runtime
 
 
-def test_index_built_with_another_embedding_model_is_409(tmp_path: Path, embedder: Any) -> None:
+def test_index_built_with_another_embedding_model_is_409_until_ingest_rebuilds_it(
+    tmp_path: Path, embedder: Any
+) -> None:
     builder = make_runtime(tmp_path, embedder, llm_backend="extractive")
     real = builder.index_info
     other = IndexInfo("acme/other-embedder", real.embedding_dim, real.chunker)
@@ -30,13 +32,20 @@ def test_index_built_with_another_embedding_model_is_409(tmp_path: Path, embedde
         for route, body in [
             ("/v1/ask", {"question": PUTIN_2000}),
             ("/v1/search", {"query": "Putin"}),
-            ("/v1/ingest", {"paths": ["."]}),
         ]:
             r = client.post(route, json=body)
             assert r.status_code == 409, (route, r.text)
             error = error_of(r)
             assert error["code"] == "index_mismatch" and "acme/other-embedder" in error["message"]
-            assert "rag ingest --rebuild" in error["hint"]
+            assert "rag ingest" in error["hint"]
+        # an ingest builds an index with the configured model beside it, then switches
+        job = client.post("/v1/ingest", json={"paths": ["."]})
+        assert job.status_code == 202, job.text
+        done = wait_job(client, job.json()["job"]["id"])
+        assert done["state"] == "succeeded", done
+        assert client.get("/readyz").status_code == 200
+        answer = client.post("/v1/ask", json={"question": PUTIN_2000})
+        assert answer.status_code == 200 and answer.json()["citations"]
 
 
 def test_one_writer_at_a_time(tmp_path: Path, embedder: Any) -> None:

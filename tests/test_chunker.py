@@ -133,3 +133,35 @@ def test_ids_are_stable_and_unique(embedder) -> None:  # type: ignore[no-untyped
     assert len({c.id for c in first}) == len(first)
     assert {c.id for c in first} <= {c.id for c in again}  # content-addressed: shifts keep ids
     assert {c.id for c in chunker.chunk("b.txt", text)}.isdisjoint({c.id for c in first})
+
+
+HEADING_OR_TEXT = st.one_of(
+    LINE_TEXT,
+    st.builds(lambda n, t: "#" * n + " " + t, st.integers(1, 4), LINE_TEXT),
+    st.sampled_from(["===", "---", "```", "Title", "=====", "~~~~~"]),
+)
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    lines=st.lists(HEADING_OR_TEXT, min_size=1, max_size=30),
+    suffix=st.sampled_from([".md", ".rst", ".pdf"]),
+    breaks=st.sets(st.integers(min_value=2, max_value=30)),
+    max_tokens=st.integers(min_value=4, max_value=60),
+    overlap=st.integers(min_value=0, max_value=2),
+)
+def test_headings_and_pages_keep_the_line_contract(
+    lines, suffix, breaks, max_tokens, overlap, embedder, tmp_path
+):  # type: ignore[no-untyped-def]
+    """Heading context stays within the token budget; no chunk spans a page start."""
+    text = "\n".join(lines) + "\n"
+    starts = sorted({1} | {b for b in breaks if b <= len(lines)})
+    chunks = Chunker(embedder.counter, max_tokens, overlap).chunk(f"doc{suffix}", text, starts)
+    _check(text, chunks, _sed(text, tmp_path), max_tokens, embedder)
+    counts = embedder.counter.count([c.embed_text for c in chunks]) if chunks else []
+    assert all(n <= max_tokens for n in counts)
+    for c in chunks:
+        assert c.page is not None and c.page_first_line == starts[c.page - 1] <= c.start_line
+        assert c.page == len(starts) or c.end_line < starts[c.page]

@@ -99,7 +99,7 @@ def test_empty_folder_is_a_clear_error(tmp_path, embedder) -> None:  # type: ign
     assert not runtime.store.exists()
 
 
-def test_binary_and_non_utf8_files_are_skipped_with_reasons(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_binary_files_are_skipped_and_latin1_is_read_with_a_warning(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "image.dat").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
@@ -116,12 +116,15 @@ def test_binary_and_non_utf8_files_are_skipped_with_reasons(tmp_path, embedder) 
 
     runtime = make_runtime(tmp_path, embedder, corpus=docs)
     report = runtime.ingest_service(Recorder()).ingest()
-    assert report.files_indexed == 1
+    assert report.files_indexed == 2
     reasons = {s.path: s.reason for s in report.skipped}
+    assert set(reasons) == {"image.dat", "photo.png"}
     assert reasons["image.dat"].startswith("binary file")
-    assert reasons["latin1.txt"].startswith("not UTF-8 text")
     assert reasons["photo.png"].startswith("unsupported format")
-    assert any("latin1.txt" in w for w in warnings)
+    assert any("latin1.txt" in w and "Latin-1" in w for w in warnings), warnings
+    assert any("image.dat" in w for w in warnings)
+    texts = [c.text for c in runtime.store.all_chunks() if c.path == "latin1.txt"]
+    assert texts == ["caf\xe9 cr\xe8me"]
 
 
 def test_only_unreadable_files_is_an_error_not_an_empty_index(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
@@ -148,7 +151,7 @@ def test_file_over_the_size_limit_is_skipped(tmp_path, embedder) -> None:  # typ
 def test_index_built_with_another_model_is_refused(corpus_runtime) -> None:  # type: ignore[no-untyped-def]
     info = corpus_runtime.index_info
     other = IndexInfo("some-other-model", info.embedding_dim, info.chunker)
-    store = ChromaStore(corpus_runtime.settings, other)
+    store = ChromaStore(corpus_runtime.settings, other, corpus_runtime.store.name)
     with pytest.raises(IndexMismatchError) as caught:
         store.open()
     assert "sentence-transformers/all-MiniLM-L6-v2" in caught.value.message

@@ -26,7 +26,10 @@ CREATE TABLE IF NOT EXISTS chunks(
     end_line INTEGER NOT NULL,
     start_char INTEGER NOT NULL,
     end_char INTEGER NOT NULL,
-    text TEXT NOT NULL
+    text TEXT NOT NULL,
+    heading TEXT NOT NULL DEFAULT '',
+    page INTEGER,
+    page_first_line INTEGER
 );
 CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path, start_line);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
@@ -40,6 +43,15 @@ CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
     INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
 END;
 """
+# Columns added after the first release: indexes built before get them on open.
+_ADDED_COLUMNS = (
+    ("heading", "TEXT NOT NULL DEFAULT ''"),
+    ("page", "INTEGER"),
+    ("page_first_line", "INTEGER"),
+)
+_COLUMNS = (
+    "id, path, start_line, end_line, start_char, end_char, text, heading, page, page_first_line"
+)
 _TERM = re.compile(r"\w+", re.UNICODE)
 
 
@@ -64,7 +76,18 @@ class LexicalIndex:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.executescript(_SCHEMA)
+        self._add_columns()
         self._idf_cache: dict[str, float] = {}
+
+    def _add_columns(self) -> None:
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(chunks)")}
+        for name, declaration in _ADDED_COLUMNS:
+            if name not in have:
+                try:
+                    self._db.execute(f"ALTER TABLE chunks ADD COLUMN {name} {declaration}")
+                except sqlite3.OperationalError as exc:  # another process added it just now
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def close(self) -> None:
         self._db.close()
@@ -73,7 +96,18 @@ class LexicalIndex:
     def upsert(self, chunks: Sequence[Chunk]) -> None:
         self._idf_cache = {}
         rows = [
-            (c.id, c.path, c.start_line, c.end_line, c.start_char, c.end_char, c.text)
+            (
+                c.id,
+                c.path,
+                c.start_line,
+                c.end_line,
+                c.start_char,
+                c.end_char,
+                c.text,
+                c.heading,
+                c.page,
+                c.page_first_line,
+            )
             for c in chunks
         ]
         with self._lock:
@@ -81,8 +115,7 @@ class LexicalIndex:
             try:
                 self._db.executemany("DELETE FROM chunks WHERE id = ?", [(r[0],) for r in rows])
                 self._db.executemany(
-                    "INSERT INTO chunks(id, path, start_line, end_line, start_char, end_char, "
-                    "text) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO chunks({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
                 self._db.execute("COMMIT")
@@ -177,7 +210,8 @@ class LexicalIndex:
         match = " OR ".join(f'"{t}"' for t in terms)
         sql = (
             "SELECT c.id, c.path, c.start_line, c.end_line, c.start_char, c.end_char, c.text, "
-            "bm25(chunks_fts) AS rank FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
+            "c.heading, c.page, c.page_first_line, bm25(chunks_fts) AS rank "
+            "FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
             "WHERE chunks_fts MATCH ?"
         )
         args: list[object] = [match]
@@ -198,8 +232,11 @@ class LexicalIndex:
                     start_char=r[4],
                     end_char=r[5],
                     text=r[6],
+                    heading=r[7] or "",
+                    page=r[8],
+                    page_first_line=r[9],
                 ),
-                round(-float(r[7]), 6),
+                round(-float(r[10]), 6),
             )
             for r in rows
         ]

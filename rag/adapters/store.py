@@ -66,9 +66,11 @@ def _client(settings: Settings) -> Any:
 class ChromaStore:
     """One collection of chunks with their line anchors as metadata."""
 
-    def __init__(self, settings: Settings, expected: IndexInfo) -> None:
+    def __init__(self, settings: Settings, expected: IndexInfo, name: str | None = None) -> None:
         self.settings = settings
         self.expected = expected
+        self.name = name or settings.collection
+        self.missing: IndexMissingError | None = None  # what to raise when it does not exist
         self._client = _client(settings)
         self._collection: Any = None
         self._exact: tuple[list[Chunk], Any] | None = None  # cache for exact search
@@ -77,7 +79,7 @@ class ChromaStore:
     # -- lifecycle -------------------------------------------------------
     def exists(self) -> bool:
         try:
-            self._client.get_collection(self.settings.collection)
+            self._client.get_collection(self.name)
         except Exception:
             return False
         return True
@@ -86,9 +88,11 @@ class ChromaStore:
         """Open the collection, checking it was built like the current settings say."""
         if self._collection is not None:
             return
-        name = self.settings.collection
+        name = self.name
         if not self.exists():
             if not create:
+                if self.missing is not None:
+                    raise self.missing
                 raise IndexMissingError(
                     f"no index found at {self.where}",
                     "build it with `rag ingest` (or `make run`, which ingests data/corpus)",
@@ -114,15 +118,15 @@ class ChromaStore:
     def drop(self) -> None:
         """Delete the whole collection (for --rebuild)."""
         if self.exists():
-            self._client.delete_collection(self.settings.collection)
+            self._client.delete_collection(self.name)
         self._collection = None
         self._exact = None
 
     @property
     def where(self) -> str:
         if self.settings.chroma_url:
-            return f"{self.settings.chroma_url} (collection {self.settings.collection!r})"
-        return str(self.settings.chroma_path)
+            return f"{self.settings.chroma_url} (collection {self.name!r})"
+        return f"{self.settings.chroma_path} (collection {self.name!r})"
 
     @property
     def collection(self) -> Any:
@@ -144,16 +148,7 @@ class ChromaStore:
                 ids=[c.id for c in part],
                 embeddings=embeddings[i : i + len(part)],
                 documents=[c.text for c in part],
-                metadatas=[
-                    {
-                        "path": c.path,
-                        "start_line": c.start_line,
-                        "end_line": c.end_line,
-                        "start_char": c.start_char,
-                        "end_char": c.end_char,
-                    }
-                    for c in part
-                ],
+                metadatas=[_metadata(c) for c in part],
             )
             if on_batch:
                 on_batch(len(part))
@@ -168,6 +163,44 @@ class ChromaStore:
         return list(got["ids"])
 
     # -- reads -----------------------------------------------------------
+    def all_ids(self) -> set[str]:
+        out: set[str] = set()
+        total, page = self.count(), 20000
+        for offset in range(0, total, page):
+            out.update(self.collection.get(include=[], limit=page, offset=offset)["ids"])
+        return out
+
+    def embeddings_for(self, ids: Sequence[str]) -> dict[str, Any]:
+        """The stored vectors of those of ``ids`` the collection holds (to reuse, not re-embed)."""
+        out: dict[str, Any] = {}
+        for i in range(0, len(ids), self.batch_size):
+            part = list(ids[i : i + self.batch_size])
+            got = self.collection.get(ids=part, include=["embeddings"])
+            out.update(zip(got["ids"], got["embeddings"], strict=True))
+        return out
+
+    def chunks_for(self, ids: Sequence[str]) -> list[Chunk]:
+        out: list[Chunk] = []
+        for i in range(0, len(ids), self.batch_size):
+            got = self.collection.get(
+                ids=list(ids[i : i + self.batch_size]), include=["documents", "metadatas"]
+            )
+            out.extend(
+                _chunk(c, d, m)
+                for c, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+            )
+        return out
+
+    def ids_by_path(self) -> dict[str, list[str]]:
+        """Every chunk id, grouped by document path, in line order."""
+        rows: dict[str, list[tuple[int, str]]] = {}
+        total, page = self.count(), 20000
+        for offset in range(0, total, page):
+            got = self.collection.get(include=["metadatas"], limit=page, offset=offset)
+            for cid, meta in zip(got["ids"], got["metadatas"], strict=True):
+                rows.setdefault(str(meta["path"]), []).append((int(meta["start_line"]), cid))
+        return {path: [cid for _, cid in sorted(pairs)] for path, pairs in rows.items()}
+
     def count(self) -> int:
         return int(self.collection.count())
 
@@ -244,7 +277,26 @@ class ChromaStore:
         return [Passage(chunk=chunks[i], score=round(float(scores[i]), 6)) for i in top]
 
 
+def _metadata(c: Chunk) -> dict[str, Any]:
+    """A chunk's anchor as Chroma metadata (whose values cannot be None: absent keys)."""
+    meta: dict[str, Any] = {
+        "path": c.path,
+        "start_line": c.start_line,
+        "end_line": c.end_line,
+        "start_char": c.start_char,
+        "end_char": c.end_char,
+    }
+    if c.heading:
+        meta["heading"] = c.heading
+    if c.page is not None:
+        meta["page"] = c.page
+    if c.page_first_line is not None:
+        meta["page_first_line"] = c.page_first_line
+    return meta
+
+
 def _chunk(cid: str, doc: str | None, meta: Any) -> Chunk:
+    page, first = meta.get("page"), meta.get("page_first_line")
     return Chunk(
         id=cid,
         path=str(meta["path"]),
@@ -253,4 +305,7 @@ def _chunk(cid: str, doc: str | None, meta: Any) -> Chunk:
         start_char=int(meta["start_char"]),
         end_char=int(meta["end_char"]),
         text=doc or "",
+        heading=str(meta.get("heading") or ""),
+        page=None if page is None else int(page),
+        page_first_line=None if first is None else int(first),
     )

@@ -149,6 +149,18 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load the model and open the index now, not at the first question; a missing or
         # mismatched index is reported by /readyz and by each request, not a crash.
+        # Embedded Chroma allows one process per index folder: hold its writer lock while
+        # serving (refused, naming the holder, if another process writes it), and repair what
+        # an interrupted writer left before the first request.
+        held = None
+        if not settings.chroma_url:
+            held = runtime.writer_lock("rag serve")
+            held.acquire()
+        try:
+            for note in await run_in_threadpool(runtime.ingest_service().check):
+                log.warning("%s", note)
+        except RagError as exc:
+            log.warning("index check: %s (%s)", exc.message, exc.hint)
         try:
             await run_in_threadpool(lambda: runtime.answer_service)
             choice = runtime.default_backend
@@ -160,6 +172,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         finally:
             services.asker.close()
             await run_in_threadpool(services.jobs.close)
+            if held is not None:
+                held.release()
 
     app = FastAPI(
         title="rag",

@@ -81,6 +81,12 @@ def ingest(
     if_stale: Annotated[
         bool, typer.Option("--if-stale", help="Only ingest the corpus if the index is out of date.")
     ] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", help="Keep ingesting changes (create, edit, rename, delete) until Ctrl-C."
+        ),
+    ] = False,
     backend: BackendOpt = None,
     index: IndexOpt = None,
     corpus: CorpusOpt = None,
@@ -95,6 +101,9 @@ def ingest(
 
     check_paths(paths or [settings.corpus_dir])
     runtime = Runtime(settings)
+    if watch:
+        _watch(runtime, paths or [settings.corpus_dir])
+        return
     with BarProgress() as progress:
         service = runtime.ingest_service(progress)
         if if_stale:
@@ -106,13 +115,91 @@ def ingest(
             report = service.ingest(None, rebuild=False, prune=True)
         else:
             report = service.ingest(paths or None, rebuild=rebuild, prune=prune)
+    _print_report(report)
+
+
+def _print_report(report: Any) -> None:
+    for note in report.notes:
+        typer.echo(f"note: {note}", err=True)
+    switched = f"; switched to index generation {report.generation}" if report.switched else ""
     typer.echo(
-        f"indexed {report.files_indexed} file(s) ({report.chunks_written} chunks), "
+        f"indexed {report.files_indexed} file(s) ({report.chunks_written} chunks, "
+        f"{report.chunks_embedded} embedded, {report.chunks_reused} reused), "
         f"{report.files_unchanged} unchanged, {len(report.skipped)} skipped, "
-        f"{report.files_removed} removed; {report.chunks_total} chunks in the index "
-        f"[{report.seconds:.1f} s]",
+        f"{report.files_removed} removed; {report.chunks_total} chunks in the index"
+        f"{switched} [{report.seconds:.1f} s]",
         err=True,
     )
+
+
+def _watch(runtime: Any, roots: list[Path]) -> None:
+    from rag.cli.progress import BarProgress
+    from rag.services.watch import watch
+
+    settings = runtime.settings
+    with runtime.writer_lock("rag ingest --watch"):
+
+        def on_sync(report: Any, error: str | None) -> None:
+            if error is not None:
+                typer.echo(f"warning: sync failed: {error}", err=True)
+            elif report.files_indexed or report.files_removed or report.switched:
+                _print_report(report)
+
+        def ready() -> None:
+            shown = ", ".join(str(r) for r in roots)
+            typer.echo(f"watching {shown} (Ctrl-C to stop)", err=True)
+
+        try:
+            with BarProgress() as progress:
+                service = runtime.ingest_service(progress)
+                watch(service, roots, settings.watch_debounce_ms, on_sync, ready=ready)
+        except KeyboardInterrupt:
+            typer.echo("stopped watching", err=True)
+
+
+@app.command()
+@friendly
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+    index: IndexOpt = None,
+    corpus: CorpusOpt = None,
+) -> None:
+    """What the index holds (documents, chunks, size, model) and anything out of sync."""
+    settings, _ = _settings(index_dir=index, corpus_dir=corpus)
+    from rag.runtime import Runtime
+    from rag.services.status import index_status
+
+    st = index_status(Runtime(settings).ingest_service())
+    if as_json:
+        typer.echo(json.dumps(st.as_dict(), indent=2))
+    else:
+        vector = "?" if st.chunks_vector is None else str(st.chunks_vector)
+        rows = [
+            ("index", st.index_dir),
+            (
+                "generation",
+                f"{st.generation}" + (f" (building {st.building})" if st.building else ""),
+            ),
+            ("embedding model", st.embedding_model or "-"),
+            ("chunker", st.chunker or "-"),
+            (
+                "documents",
+                f"{st.documents}" + (f" (+{st.unfinished} unfinished)" if st.unfinished else ""),
+            ),
+            ("chunks", f"{st.chunks_listed} listed, {vector} vectors, {st.chunks_keyword} keyword"),
+            ("size on disk", f"{st.size_bytes / 2**20:.1f} MiB"),
+            ("writer", st.writer or "none"),
+        ]
+        for name, value in rows:
+            typer.echo(f"{name:>16}: {value}")
+        if st.in_sync:
+            typer.echo(f"{'state':>16}: in sync with {settings.corpus_dir}")
+        else:
+            typer.echo(f"{'state':>16}: out of sync")
+            for reason in st.out_of_sync:
+                typer.echo(f"{'':>16}  - {reason}")
+    if not st.in_sync:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -206,6 +293,10 @@ def serve(
 
     from rag.api.app import create_app
 
+    if not settings.chroma_url:  # one process per embedded index: fail here, clearly
+        from rag.adapters.lock import IndexLock
+
+        IndexLock(settings.index_dir, "rag serve", settings.lock_wait).acquire()
     api = create_app(settings)
     url = f"http://{settings.host}:{settings.port}"
     example = json.dumps({"question": "When did Putin last visit North Korea?"})

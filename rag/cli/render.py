@@ -155,17 +155,16 @@ def answer_view(answer: Answer, *, numbered: bool, footer: str | None = None) ->
         out.append(f"[{n}] {anchor}" if numbered else f"[{anchor}]", STYLE["anchor"])
         out.append("\n")
         out.append_text(
-            quoted_lines(citation.start_line, citation.quote.split("\n"), claims.get(n, []))
+            quoted_lines(
+                citation.shown_line(citation.start_line),
+                citation.quote.split("\n"),
+                claims.get(n, []),
+            )
         )
     if answer.abstained and answer.sources:
         out.append("\nThe closest passages:\n", STYLE["note"])
         for source in answer.sources[:3]:
-            lines = (
-                f"L{source.start_line}"
-                if source.start_line == source.end_line
-                else f"L{source.start_line}-L{source.end_line}"
-            )
-            out.append(f"  {sanitize(source.path)}:{lines}", STYLE["anchor"])
+            out.append(f"  {sanitize(source.anchor)}", STYLE["anchor"])
             snippet = " ".join(source.text.split())
             snippet = snippet[:160] + ("…" if len(snippet) > 160 else "")
             out.append(f"  {sanitize(snippet)}\n", STYLE["note"])
@@ -197,14 +196,9 @@ def sources_view(answer: Answer, *, width: int = 100) -> Text:
         out.append("nothing was retrieved for the last question\n", STYLE["info"])
         return out
     for n, source in enumerate(answer.sources, start=1):
-        lines = (
-            f"L{source.start_line}"
-            if source.start_line == source.end_line
-            else f"L{source.start_line}-L{source.end_line}"
-        )
         out.append(f"{n:>2}  ")
         out.append(f"{source.score:.3f}", STYLE["score"])
-        out.append(f"  {sanitize(source.path)}:{lines}", STYLE["anchor"])
+        out.append(f"  {sanitize(source.anchor)}", STYLE["anchor"])
         if any(
             c.path == source.path and source.start_line <= c.start_line <= source.end_line
             for c in answer.citations
@@ -228,15 +222,16 @@ def context_view(
 ) -> Text:
     """Citation ``n`` in its file: the surrounding lines, numbered, the cited ones marked."""
     out = Text()
+    shown = citation.shown_line  # within its page, for a PDF
     out.append(f"[{n}] {sanitize(citation.anchor)}", STYLE["anchor"])
     if lines:
         last = first_line + len(lines) - 1
-        out.append(f"  (lines {first_line}-{last})", STYLE["info"])
+        out.append(f"  (lines {shown(first_line)}-{shown(last)})", STYLE["info"])
     out.append("\n")
     if note:
         out.append(f"note: {sanitize(note)}\n", STYLE["note"])
-    marked = set(range(citation.start_line, citation.end_line + 1))
-    out.append_text(quoted_lines(first_line, lines, claims, marked=marked))
+    marked = set(range(shown(citation.start_line), shown(citation.end_line) + 1))
+    out.append_text(quoted_lines(shown(first_line), lines, claims, marked=marked))
     return out
 
 

@@ -74,6 +74,8 @@ class Candidate:
             score=self.passage.score,
             support=round(support(self.text, lines), 4),
             verified=True,  # the sentence is taken from these lines verbatim
+            page=chunk.page,
+            page_first_line=chunk.page_first_line,
         )
 
 

@@ -184,6 +184,8 @@ def cite_answer(
                     score=span.evidence.score,
                     support=round(span.support, 4),
                     verified=True,
+                    page=chunk.page,
+                    page_first_line=chunk.page_first_line,
                 )
             )
             index_of[key] = len(citations)

@@ -82,12 +82,7 @@ class DocumentService:
 
     def manifest(self) -> Manifest:
         """The manifest, re-read only when its file changed."""
-        path = Manifest.path_in(self.settings.index_dir)
-        try:
-            st = path.stat()
-            key: object = (st.st_mtime_ns, st.st_size, st.st_ino)
-        except FileNotFoundError:
-            key = None
+        key = Manifest.stamp(self.settings.index_dir)
         with self._cache_lock:
             if self._cache is not None and self._cache[0] == key:
                 return self._cache[1]

@@ -1,26 +1,76 @@
-"""Ingest: files -> line-anchored chunks -> embeddings -> Chroma, with a manifest."""
+"""Ingest: files -> line-anchored chunks -> embeddings -> Chroma + keyword index, with a manifest.
+
+Keeping the index true to the files:
+
+- incremental: an unchanged file (same sha256) is skipped; a changed one is re-chunked and
+  only chunks whose content is new are embedded (chunk ids are content hashes, so a chunk
+  already stored keeps its vector); its old chunks are deleted, so no old text remains.
+- crash-safe: per file, the manifest marks it ``pending`` (with its new chunk ids) before
+  anything is written and ``complete`` after; a kill in between leaves a pending file and a
+  ``dirty`` mark, and :meth:`IngestService.recover` (run before every write) removes chunks
+  no file lists, re-syncs the keyword index, and the next ingest finishes the file.
+- generations: a change of embedding model or chunker builds a new index beside the active
+  one, which keeps answering queries until the new one is complete and switched to.
+
+Every write holds the index's writer lock (``lock``, see :mod:`rag.adapters.lock`).
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+import numpy as np
 
 from rag.adapters.embedder import Embedder
 from rag.adapters.lexical import LexicalIndex
-from rag.adapters.store import ChromaStore
+from rag.adapters.store import ChromaStore, IndexInfo
 from rag.config import Settings
-from rag.errors import EmptyCorpusError
+from rag.errors import EmptyCorpusError, IndexStateError
 from rag.models import Chunk
 from rag.services.chunker import Chunker
-from rag.services.loader import Document, Skipped, discover, read
-from rag.services.manifest import FileEntry, Manifest
+from rag.services.loader import Document, Skipped, Source, discover, read
+from rag.services.manifest import (
+    LEGACY_FILE,
+    FileEntry,
+    Generation,
+    ManifestDamagedError,
+    ManifestDB,
+    now,
+    read_active_file,
+)
 
 log = logging.getLogger(__name__)
+
+
+class GenerationStores:
+    """The Chroma collection and keyword index of each generation, opened once and shared."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._open: dict[int, tuple[ChromaStore, LexicalIndex]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, gen: Generation) -> tuple[ChromaStore, LexicalIndex]:
+        with self._lock:
+            if gen.id not in self._open:
+                info = IndexInfo(gen.embedding_model, gen.embedding_dim, gen.chunker)
+                store = ChromaStore(self.settings, info, gen.collection)
+                lexical = LexicalIndex(self.settings.index_dir / gen.lexical)
+                self._open[gen.id] = (store, lexical)
+            return self._open[gen.id]
+
+    def forget(self, gen: Generation) -> None:
+        with self._lock:
+            got = self._open.pop(gen.id, None)
+        if got is not None:
+            got[1].close()
 
 
 class Progress(Protocol):
@@ -49,10 +99,33 @@ class IngestReport:
     files_unchanged: int = 0
     files_removed: int = 0
     chunks_written: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
     chunks_deleted: int = 0
     chunks_total: int = 0
+    generation: int = 0
+    switched: bool = False  # a new generation was built and made active
     skipped: list[Skipped] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+
+@dataclass
+class _Work:
+    doc: Document
+    chunks: list[Chunk]
+    vectors: dict[str, Any]  # chunk id -> vector, filled as they are reused or embedded
+    old: FileEntry | None
+
+
+def _same_stat(entry: FileEntry | None, source: Source) -> bool:
+    if entry is None or entry.status != "complete" or entry.abs_path != str(source.abs_path):
+        return False
+    try:
+        st = source.abs_path.stat()
+    except OSError:
+        return False
+    return (st.st_size, st.st_mtime) == (entry.size, entry.mtime)
 
 
 class IngestService:
@@ -60,59 +133,213 @@ class IngestService:
         self,
         settings: Settings,
         embedder: Embedder,
-        store: ChromaStore,
-        lexical: LexicalIndex,
+        manifest: ManifestDB,
+        stores: GenerationStores,
         chunker: Chunker,
+        wanted: IndexInfo,
         progress: Progress | None = None,
+        on_switch: Callable[[], None] | None = None,
+        lock: Callable[[], AbstractContextManager[object]] | None = None,
     ) -> None:
         self.settings = settings
         self.embedder = embedder
-        self.store = store
-        self.lexical = lexical
+        self.manifest = manifest
+        self.stores = stores
         self.chunker = chunker
+        self.wanted = wanted
         self.progress = progress or NoProgress()
-
-    # -- staleness ---------------------------------------------------------
-    def stale_reason(self) -> str | None:
-        """Why the index does not match the corpus folder, or None when it does."""
-        if not self.store.exists():
-            return "no index yet"
-        manifest = Manifest.load(self.settings.index_dir)
-        if not manifest.files:
-            return "the index lists no documents"
-        if manifest.embedding_model != self.store.expected.embedding_model or (
-            manifest.chunker != self.store.expected.chunker
-        ):
-            return "the index was built with other embedding or chunking settings"
-        if self.lexical.count() != manifest.chunk_count:
-            return "the keyword index is out of step with the vector index"
-        sources = discover([self.settings.corpus_dir], self.settings.corpus_dir)
-        current = {s.rel_path: s for s in sources}
-        listed = {
-            k
-            for k, v in manifest.files.items()
-            if Path(v.abs_path).is_relative_to(self.settings.corpus_dir.resolve())
-        }
-        if gone := listed - current.keys():
-            return f"{len(gone)} document(s) removed from the corpus, e.g. {sorted(gone)[0]}"
-        for rel, source in current.items():
-            entry = manifest.files.get(rel)
-            if entry is None:
-                if isinstance(read(source, self._max_bytes), Document):
-                    return f"new document {rel}"
-                continue
-            stat = source.abs_path.stat()
-            if stat.st_size != entry.size or stat.st_mtime != entry.mtime:
-                doc = read(source, self._max_bytes)
-                if not isinstance(doc, Document) or doc.sha256 != entry.sha256:
-                    return f"changed document {rel}"
-        return None
+        self.on_switch = on_switch or (lambda: None)
+        self.lock = lock or nullcontext
 
     @property
     def _max_bytes(self) -> int:
         return int(self.settings.max_file_mb * 2**20)
 
-    # -- ingest ------------------------------------------------------------
+    def _builds_wanted(self, gen: Generation) -> bool:
+        w = self.wanted
+        return gen.builds(w.embedding_model, w.embedding_dim, w.chunker)
+
+    # -- recovery ------------------------------------------------------------
+    def check(self) -> list[str]:
+        """:meth:`recover` under the writer lock (at start-up)."""
+        with self.lock():
+            return self.recover()
+
+    def recover(self, rebuild: bool = False) -> list[str]:
+        """Bring manifest, Chroma and keyword index back in step after any interruption.
+
+        Run under the writer lock before writing.  Returns notes for the user.  ``rebuild``:
+        a damaged manifest that cannot be rebuilt is set aside instead of being an error.
+        """
+        notes: list[str] = []
+        try:
+            self.manifest.connect(create=True)
+        except ManifestDamagedError as exc:
+            try:
+                notes.append(self._rebuild_manifest(exc))
+            except IndexStateError:
+                if not rebuild:
+                    raise
+                aside = self.manifest.set_aside()
+                self.manifest.connect(create=True)
+                notes.append(f"the damaged manifest was set aside as {aside.name}")
+        legacy = self.settings.index_dir / LEGACY_FILE
+        if legacy.exists() and self.manifest.active() is None:
+            self._drop_legacy()
+            notes.append("an index made by an older version of rag was found; it is rebuilt")
+        for gen in self.manifest.generations():
+            if gen.state == "retired" or (gen.state == "building" and not self._builds_wanted(gen)):
+                self._drop_generation(gen)
+        dirty = self.manifest.get_meta("dirty")
+        for gen in self.manifest.generations():
+            if dirty is not None:
+                fixed = self._reconcile(gen)
+                if fixed:
+                    notes.append(f"repaired an interrupted ingest: {fixed}")
+            elif gen.state == "active":
+                self.reconcile_lexical(gen)
+        if dirty is not None:
+            self.manifest.set_meta("dirty", None)
+        return notes
+
+    def _reconcile(self, gen: Generation) -> str:
+        """Remove chunks no file lists, mark files with missing chunks pending, re-sync BM25."""
+        store, lexical = self.stores(gen)
+        if not store.exists():
+            store.open(create=True)
+        files = self.manifest.files(gen.id)
+        listed = {cid for entry in files.values() for cid in entry.chunk_ids}
+        stored = store.all_ids()
+        orphans = sorted(stored - listed)
+        store.delete(orphans)
+        stored -= set(orphans)
+        unfinished = 0
+        for entry in files.values():
+            if entry.status != "pending" and not set(entry.chunk_ids) <= stored:
+                self.manifest.set_status(gen.id, entry.path, "pending")
+                unfinished += 1
+            elif entry.status == "pending":
+                unfinished += 1
+        in_lexical = lexical.ids()
+        lexical.delete(sorted(in_lexical - stored))
+        missing = sorted(stored - in_lexical)
+        lexical.upsert(store.chunks_for(missing))
+        parts = []
+        if orphans:
+            parts.append(f"{len(orphans)} unlisted chunk(s) removed")
+        if unfinished:
+            parts.append(f"{unfinished} document(s) left to finish")
+        if missing or in_lexical - stored:
+            parts.append("keyword index re-synced")
+        return ", ".join(parts)
+
+    def reconcile_lexical(self, gen: Generation | None = None) -> None:
+        """Make the keyword index hold exactly the chunks Chroma holds."""
+        gen = gen or self.manifest.active()
+        if gen is None:
+            return
+        store, lexical = self.stores(gen)
+        if not store.exists() or lexical.count() == store.count():
+            return
+        lexical.clear()
+        lexical.upsert(store.all_chunks())
+
+    def _rebuild_manifest(self, exc: ManifestDamagedError) -> str:
+        active = read_active_file(self.settings.index_dir)
+        if active is None:
+            raise IndexStateError(
+                f"{exc.message}, and no record of the active index is left to rebuild it from",
+                "rebuild the index with `rag ingest --rebuild`",
+            ) from None
+        store, _ = self.stores(active)
+        if not store.exists():
+            raise IndexStateError(
+                f"{exc.message}, and the vector index it described ({store.where}) is gone",
+                "rebuild the index with `rag ingest --rebuild`",
+            ) from None
+        aside = self.manifest.set_aside()
+        self.manifest.connect(create=True)
+        self.manifest.restore_generation(active)
+        corpus = self.settings.corpus_dir.resolve()
+        by_path = store.ids_by_path()
+        for path, ids in by_path.items():
+            self.manifest.put_file(
+                active.id,
+                FileEntry(path, str(corpus / path), "", 0, 0.0, ids, now(), "recovered"),
+            )
+        self.manifest.set_meta("dirty", str(active.id))
+        return (
+            f"the manifest was damaged; rebuilt it from the vector index ({len(by_path)} "
+            f"documents, verified by the next ingest); the damaged file is kept as {aside.name}"
+        )
+
+    def _drop_generation(self, gen: Generation) -> None:
+        store, _ = self.stores(gen)
+        store.drop()
+        self.stores.forget(gen)
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(self.settings.index_dir / gen.lexical) + suffix).unlink(missing_ok=True)
+        self.manifest.forget(gen.id)
+
+    def _drop_legacy(self) -> None:
+        legacy = ChromaStore(self.settings, self.wanted, self.settings.collection)
+        legacy.drop()
+        for name in (LEGACY_FILE, "lexical.sqlite", "lexical.sqlite-wal", "lexical.sqlite-shm"):
+            (self.settings.index_dir / name).unlink(missing_ok=True)
+
+    # -- staleness -------------------------------------------------------------
+    def stale_reason(self) -> str | None:
+        """Why the index does not match the corpus folder, or None when it does."""
+        if not self.manifest.exists():
+            return "no index yet"
+        try:
+            active = self.manifest.active()
+        except ManifestDamagedError:
+            return "the manifest is damaged"
+        if active is None:
+            return "an ingest was interrupted" if self.manifest.building() else "no index yet"
+        if not self._builds_wanted(active):
+            return "the index was built with other embedding or chunking settings"
+        if self.manifest.get_meta("dirty") is not None:
+            return "an ingest was interrupted"
+        files = self.manifest.files(active.id)
+        if unfinished := [p for p, e in files.items() if e.status != "complete"]:
+            return f"{len(unfinished)} document(s) not finished, e.g. {unfinished[0]}"
+        if not files:
+            return "the index lists no documents"
+        _, lexical = self.stores(active)
+        if lexical.count() != sum(len(e.chunk_ids) for e in files.values()):
+            return "the keyword index is out of step with the vector index"
+        changes = self.changes(files)
+        return changes[0] if changes else None
+
+    def changes(self, files: dict[str, FileEntry], limit: int = 1) -> list[str]:
+        """How the corpus folder differs from ``files`` (at most ``limit`` reasons)."""
+        out: list[str] = []
+        sources = discover([self.settings.corpus_dir], self.settings.corpus_dir)
+        current = {s.rel_path: s for s in sources}
+        corpus = self.settings.corpus_dir.resolve()
+        listed = {k for k, v in files.items() if Path(v.abs_path).is_relative_to(corpus)}
+        for gone in sorted(listed - current.keys()):
+            out.append(f"removed from the corpus: {gone}")
+            if len(out) >= limit:
+                return out
+        for rel, source in current.items():
+            entry = files.get(rel)
+            if entry is None:
+                if isinstance(read(source, self._max_bytes), Document):
+                    out.append(f"new document {rel}")
+            else:
+                stat = source.abs_path.stat()
+                if stat.st_size != entry.size or stat.st_mtime != entry.mtime:
+                    doc = read(source, self._max_bytes)
+                    if not isinstance(doc, Document) or doc.sha256 != entry.sha256:
+                        out.append(f"changed document {rel}")
+            if len(out) >= limit:
+                return out
+        return out
+
+    # -- ingest ------------------------------------------------------------------
     def ingest(
         self,
         paths: Sequence[Path] | None = None,
@@ -124,7 +351,100 @@ class IngestService:
         roots = list(paths) if paths else [self.settings.corpus_dir]
         sources = discover(roots, self.settings.corpus_dir)  # bad paths fail before any write
         report = IngestReport(files_seen=len(sources))
+        with self.lock():
+            self._ingest(sources, roots, report, rebuild=rebuild, prune=prune)
+        report.seconds = time.perf_counter() - started
+        return report
 
+    def _ingest(
+        self,
+        sources: list[Source],
+        roots: list[Path],
+        report: IngestReport,
+        *,
+        rebuild: bool,
+        prune: bool,
+    ) -> None:
+        report.notes.extend(self.recover(rebuild=rebuild))
+
+        active = self.manifest.active()
+        target, new_build = self._target(active, rebuild)
+        report.generation = target.id
+        if new_build and active is not None and not rebuild:
+            sources = self._carry_over(sources, active, report)
+        existing = self.manifest.files(target.id)
+        # Unchanged by size and mtime (as rsync and git judge it): not even read again.
+        fresh = [s for s in sources if not _same_stat(existing.get(s.rel_path), s)]
+        report.files_unchanged += len(sources) - len(fresh)
+        docs = self._read_all(fresh, roots, report) if fresh else []
+
+        store, _ = self.stores(target)
+        store.open(create=True)
+        self.manifest.set_meta("dirty", str(target.id))
+        todo: list[_Work] = []
+        for doc in docs:
+            entry = existing.get(doc.source.rel_path)
+            if entry and entry.status == "complete" and entry.sha256 == doc.sha256:
+                report.files_unchanged += 1
+                where = str(doc.source.abs_path)
+                if (entry.abs_path, entry.mtime) != (where, doc.mtime):  # moved or touched
+                    entry.abs_path, entry.mtime, entry.size = where, doc.mtime, doc.size
+                    self.manifest.put_file(target.id, entry)
+                continue
+            chunks = self.chunker.chunk(doc.source.rel_path, doc.text, page_starts=doc.pages)
+            todo.append(_Work(doc, chunks, {}, entry))
+        self._embed_and_write(target, todo, active if new_build else None, report)
+        if prune:
+            self._prune(target, roots, {s.rel_path for s in sources}, report)
+        report.chunks_total = sum(len(e.chunk_ids) for e in self.manifest.files(target.id).values())
+        if new_build:
+            self.manifest.activate(target.id)
+            report.switched = True
+            self.on_switch()
+            if active is not None:
+                self._drop_generation(active)
+        self.manifest.set_meta("dirty", None)
+
+    def _target(self, active: Generation | None, rebuild: bool) -> tuple[Generation, bool]:
+        """The generation to write: the active one, or a new one built beside it."""
+        if active is not None and self._builds_wanted(active) and not rebuild:
+            return active, False
+        building = self.manifest.building()
+        if building is not None and (rebuild or not self._builds_wanted(building)):
+            self._drop_generation(building)
+            building = None
+        if building is None:
+            w = self.wanted
+            building = self.manifest.new_generation(
+                w.embedding_model, w.embedding_dim, w.chunker, self.settings.collection
+            )
+            store, _ = self.stores(building)
+            store.drop()  # leftovers of a lost manifest must not leak into a new build
+            self.stores.forget(building)
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(self.settings.index_dir / building.lexical) + suffix).unlink(
+                    missing_ok=True
+                )
+        return building, True
+
+    def _carry_over(
+        self, sources: list[Source], active: Generation, report: IngestReport
+    ) -> list[Source]:
+        """A new generation holds every document of the active one, not only those named."""
+        have = {s.rel_path for s in sources}
+        for path, entry in self.manifest.files(active.id).items():
+            if path in have:
+                continue
+            abs_path = Path(entry.abs_path)
+            if abs_path.is_file():
+                sources.append(Source(abs_path=abs_path, rel_path=path))
+            else:
+                report.notes.append(f"{path} is gone from disk; the new index leaves it out")
+        return sorted(sources, key=lambda s: s.rel_path)
+
+    def _read_all(
+        self, sources: list[Source], roots: list[Path], report: IngestReport
+    ) -> list[Document]:
         self.progress.start("read", len(sources))
         docs: list[Document] = []
         for source in sources:
@@ -133,121 +453,141 @@ class IngestService:
                 report.skipped.append(got)
                 self.progress.warn(f"skipped {got.path}: {got.reason}")
             else:
+                for warning in getattr(got, "warnings", ()):
+                    self.progress.warn(f"{got.source.rel_path}: {warning}")
                 docs.append(got)
             self.progress.advance("read")
-        if not docs:
+        if not docs and not report.files_unchanged:
             reasons = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped[:5])
             raise EmptyCorpusError(
                 f"no readable text in {', '.join(str(r) for r in roots)} ({reasons})",
-                "rag reads UTF-8 text files (.txt, .md, .rst, source code, ...)",
+                "rag reads text (any common encoding), Markdown, reStructuredText, HTML, PDF, "
+                "DOCX and source code files",
             )
+        return docs
 
-        if rebuild:
-            self.store.drop()
-            manifest = Manifest()
-        else:
-            manifest = Manifest.load(self.settings.index_dir)
-            if not self.store.exists():
-                manifest = Manifest()  # the vectors are gone: nothing listed is there
-        self.store.open(create=True)
-        self.reconcile_lexical()
-        manifest.embedding_model = self.store.expected.embedding_model
-        manifest.chunker = self.store.expected.chunker
-
-        todo: list[tuple[Document, list[Chunk]]] = []
-        for doc in docs:
-            entry = manifest.files.get(doc.source.rel_path)
-            if entry and entry.sha256 == doc.sha256:
-                report.files_unchanged += 1
-                continue
-            todo.append((doc, self.chunker.chunk(doc.source.rel_path, doc.text)))
-
-        all_chunks = [c for _, chunks in todo for c in chunks]
-        self.progress.start("embed", len(all_chunks))
-        try:
-            embeddings = self.embedder.encode(
-                [c.text for c in all_chunks],
-                batch_size=self.settings.embedding_batch_size,
-                on_batch=lambda n: self.progress.advance("embed", n),
-            )
-            offset = 0
-            for doc, chunks in todo:
-                vectors = embeddings[offset : offset + len(chunks)]
-                offset += len(chunks)
-                self._write_file(manifest, doc, chunks, vectors, report)
-            if prune:
-                self._prune(manifest, roots, {s.rel_path for s in sources}, report)
-        finally:
-            manifest.save(self.settings.index_dir)  # whatever finished is kept
-        report.chunks_total = manifest.chunk_count
-        report.seconds = time.perf_counter() - started
-        return report
-
-    def delete_document(self, path: str) -> FileEntry | None:
-        """Remove one document (``path`` as the manifest names it) and all its chunks.
-
-        The manifest stops listing it first, then its chunks leave Chroma and the keyword
-        index: an interruption leaves unlisted chunks (stale, repaired by the next ingest),
-        never a listed document with missing chunks.  Returns the removed entry, or None
-        when the index does not list ``path``.  The caller serializes writes.
-        """
-        manifest = Manifest.load(self.settings.index_dir)
-        entry = manifest.files.pop(path, None)
-        if entry is None:
-            return None
-        ids = sorted(set(entry.chunk_ids) | set(self.store.ids_for_path(path)))
-        manifest.save(self.settings.index_dir)
-        self.store.delete(ids)
-        self.lexical.delete(ids)
-        return entry
-
-    def reconcile_lexical(self) -> None:
-        """Make the keyword index hold exactly the chunks Chroma holds."""
-        if self.lexical.count() == self.store.count():
-            return
-        self.lexical.clear()
-        self.lexical.upsert(self.store.all_chunks())
-
-    def _write_file(
+    def _embed_and_write(
         self,
-        manifest: Manifest,
-        doc: Document,
-        chunks: list[Chunk],
-        vectors: object,
+        target: Generation,
+        todo: list[_Work],
+        previous: Generation | None,
         report: IngestReport,
     ) -> None:
+        """Reuse stored vectors by content hash, embed the rest in groups, write file by file."""
+        store, _ = self.stores(target)
+        ids = sorted({c.id for w in todo for c in w.chunks})
+        known = store.embeddings_for(ids) if ids else {}
+        if previous is not None and previous.embedding_model == target.embedding_model:
+            old_store, _ = self.stores(previous)
+            if old_store.exists():
+                rest = [i for i in ids if i not in known]
+                known.update(old_store.embeddings_for(rest) if rest else {})
+        pending: list[Chunk] = []
+        for work in todo:
+            for chunk in work.chunks:
+                if chunk.id in known:
+                    work.vectors[chunk.id] = known[chunk.id]
+                    report.chunks_reused += 1
+                else:
+                    pending.append(chunk)
+        self.progress.start("embed", len(pending))
+        queue = list(todo)
+        step = self.settings.ingest_group
+        for start in range(0, len(pending) or 1, step):
+            group = pending[start : start + step]
+            if group:
+                vectors = self.embedder.encode(
+                    [getattr(c, "embed_text", c.text) for c in group],
+                    batch_size=self.settings.embedding_batch_size,
+                    on_batch=lambda n: self.progress.advance("embed", n),
+                )
+                fresh = dict(zip((c.id for c in group), vectors, strict=True))
+                report.chunks_embedded += len(group)
+                for work in queue:
+                    for chunk in work.chunks:
+                        if chunk.id in fresh:
+                            work.vectors[chunk.id] = fresh[chunk.id]
+            while queue and all(c.id in queue[0].vectors for c in queue[0].chunks):
+                self._write_file(target, queue.pop(0), report)
+
+    def _write_file(self, target: Generation, work: _Work, report: IngestReport) -> None:
+        store, lexical = self.stores(target)
+        doc = work.doc
         rel = doc.source.rel_path
-        old = manifest.files.get(rel)
-        old_ids = set(old.chunk_ids) if old else set(self.store.ids_for_path(rel))
-        new_ids = [c.id for c in chunks]
-        manifest.files.pop(rel, None)  # not listed while its chunks change
-        self.store.upsert(chunks, vectors)  # type: ignore[arg-type]
-        self.lexical.upsert(chunks)
-        stale = sorted(old_ids - set(new_ids))
-        self.store.delete(stale)
-        self.lexical.delete(stale)
-        manifest.files[rel] = FileEntry(
+        new_ids = [c.id for c in work.chunks]
+        old_ids = set(work.old.chunk_ids) if work.old else set()
+        old_ids |= set(store.ids_for_path(rel))
+        entry = FileEntry(
             path=rel,
             abs_path=str(doc.source.abs_path),
             sha256=doc.sha256,
             size=doc.size,
             mtime=doc.mtime,
             chunk_ids=new_ids,
-            ingested_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            ingested_at=now(),
+            status="pending",
         )
+        self.manifest.put_file(target.id, entry)  # listed as unfinished while chunks change
+        if work.chunks:
+            matrix = np.asarray([work.vectors[c.id] for c in work.chunks], dtype=np.float32)
+            store.upsert(work.chunks, matrix)
+            lexical.upsert(work.chunks)
+        stale = sorted(old_ids - set(new_ids))
+        store.delete(stale)
+        lexical.delete(stale)
+        self.manifest.set_status(target.id, rel, "complete")
         report.files_indexed += 1
-        report.chunks_written += len(chunks)
+        report.chunks_written += len(work.chunks)
         report.chunks_deleted += len(stale)
 
     def _prune(
-        self, manifest: Manifest, roots: Sequence[Path], present: set[str], report: IngestReport
+        self, target: Generation, roots: Sequence[Path], present: set[str], report: IngestReport
     ) -> None:
+        """Remove documents gone from the given folders, or gone from disk altogether."""
         resolved = [r.resolve() for r in roots]
-        for rel, entry in list(manifest.files.items()):
-            inside = any(Path(entry.abs_path).is_relative_to(r) for r in resolved)
-            if inside and rel not in present:
-                self.store.delete(entry.chunk_ids)
-                self.lexical.delete(entry.chunk_ids)
-                del manifest.files[rel]
+        for rel, entry in self.manifest.files(target.id).items():
+            where = Path(entry.abs_path)
+            inside = any(where.is_relative_to(r) for r in resolved)
+            if rel not in present and (inside or not where.exists()):
+                self._remove(target, rel, entry)
                 report.files_removed += 1
                 report.chunks_deleted += len(entry.chunk_ids)
+
+    def _remove(self, gen: Generation, path: str, entry: FileEntry) -> None:
+        """Unlist first, then delete chunks: a kill between leaves orphans, which recover()
+        removes; never a listed document with missing chunks."""
+        store, lexical = self.stores(gen)
+        ids = sorted(set(entry.chunk_ids) | set(store.ids_for_path(path)))
+        self.manifest.remove_file(gen.id, path)
+        store.delete(ids)
+        lexical.delete(ids)
+
+    def delete_document(self, path: str) -> FileEntry | None:
+        """Remove one document (``path`` as the manifest names it) and all its chunks.
+
+        Returns the removed entry, or None when the index does not list ``path``.
+        """
+        with self.lock():
+            return self._delete_document(path)
+
+    def _delete_document(self, path: str) -> FileEntry | None:
+        self.recover()
+        active = self.manifest.active()
+        if active is None:
+            return None
+        entry = self.manifest.files(active.id).get(path)
+        if entry is None:
+            return None
+        self._remove(active, path, entry)
+        building = self.manifest.building()
+        if building is not None and path in self.manifest.files(building.id):
+            self._remove(building, path, self.manifest.files(building.id)[path])
+        return entry
+
+    def index_size(self) -> int:
+        """Bytes on disk under the index folder."""
+        total = 0
+        for path in self.settings.index_dir.rglob("*"):
+            if path.is_file():
+                total += path.stat().st_size
+        return total

@@ -9,15 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import EmptyCorpusError, InputError
+from rag.services.formats import FormatError, parse
 
-# Formats we know are not plain text; other files are sniffed.
+# Formats we cannot read; other files are read by suffix (rag.services.formats) or sniffed.
 BINARY_SUFFIXES = frozenset(
-    ".png .jpg .jpeg .gif .bmp .ico .webp .tif .tiff .pdf .docx .doc .xlsx .xls .pptx .ppt .odt "
+    ".png .jpg .jpeg .gif .bmp .ico .webp .tif .tiff .doc .xlsx .xls .pptx .ppt .odt "
     ".zip .gz .tgz .bz2 .xz .7z .rar .tar .jar .whl .exe .dll .so .dylib .o .a .pyc .class "
     ".mp3 .mp4 .wav .flac .ogg .avi .mov .mkv .woff .woff2 .ttf .otf .sqlite .db .bin .gguf "
     ".safetensors .onnx .npy .npz .pkl .parquet".split()
 )
-SNIFF_BYTES = 8192
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,19 @@ class Source:
 
 @dataclass(frozen=True)
 class Document:
+    """A file's text: its own lines, or for other formats lines citations can name.
+
+    ``pages`` (PDF): the 1-based line of ``text`` where each page starts.  ``warnings``:
+    how the file was read when that needs saying (e.g. "not UTF-8; read as Latin-1").
+    """
+
     source: Source
     text: str
     sha256: str
     size: int
     mtime: float
+    pages: tuple[int, ...] | None = None
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,18 +122,22 @@ def read(source: Source, max_bytes: int) -> Document | Skipped:
         data = source.abs_path.read_bytes()
     except OSError as exc:
         return Skipped(name, f"cannot read: {exc.strerror}")
-    if b"\x00" in data[:SNIFF_BYTES]:
-        return Skipped(name, "binary file (contains NUL bytes)")
+    if len(data) > max_bytes:  # grew since stat()
+        return Skipped(name, f"too large (over {max_bytes / 2**20:.1f} MiB)")
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        return Skipped(name, f"not UTF-8 text (invalid byte at offset {exc.start})")
-    if not text.strip():
+        parsed = parse(source.abs_path.suffix.lower(), data, max_bytes)
+    except FormatError as exc:
+        return Skipped(name, str(exc))
+    except Exception as exc:  # a parser bug must not stop an ingest
+        return Skipped(name, f"cannot read: {type(exc).__name__}: {exc}"[:300])
+    if not parsed.text.strip():
         return Skipped(name, "empty (no text)")
     return Document(
         source=source,
-        text=text,
+        text=parsed.text,
         sha256=hashlib.sha256(data).hexdigest(),
         size=stat.st_size,
         mtime=stat.st_mtime,
+        pages=parsed.pages,
+        warnings=parsed.warnings,
     )

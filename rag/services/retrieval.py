@@ -86,6 +86,8 @@ class Retriever:
     def _join(self, a: Chunk, b: Chunk) -> Chunk | None:
         if a.path != b.path or not (_whole_lines(a) and _whole_lines(b)):
             return None
+        if a.page != b.page:
+            return None  # a passage never spans two pages of a PDF
         first, second = (a, b) if a.start_line <= b.start_line else (b, a)
         if second.start_line <= first.end_line:
             return None  # overlapping chunks (overlap setting): keep them apart
@@ -103,4 +105,7 @@ class Retriever:
             start_char=first.start_char,
             end_char=second.end_char,
             text=text,
+            heading=first.heading,
+            page=first.page,
+            page_first_line=first.page_first_line,
         )
