@@ -79,7 +79,10 @@ def test_watch_follows_create_edit_rename_delete_and_blocks_other_writers(
         assert "Zanzibar" in _texts(index)
 
         (corpus / "new.txt").write_text("Okapis attended the banquet instead.\n")
-        _until("edit indexed", lambda: "Okapis" in _texts(index))
+        _until(
+            "edit indexed",
+            lambda: _files(index).get("new.txt") == "complete" and "Okapis" in _texts(index),
+        )
         assert "Zanzibar" not in _texts(index)  # no old text left behind
 
         (corpus / "new.txt").rename(corpus / "moved.txt")
@@ -88,7 +91,7 @@ def test_watch_follows_create_edit_rename_delete_and_blocks_other_writers(
         (corpus / "moved.txt").unlink()
         (corpus / ".swap.tmp").write_text("an editor's hidden file")
         _until("delete followed", lambda: set(_files(index)) == {"a.txt", "b.txt"})
-        assert "Okapis" not in _texts(index)
+        _until("deleted text gone", lambda: "Okapis" not in _texts(index))
 
         # a second writer is refused within seconds, naming the watcher
         started = time.monotonic()

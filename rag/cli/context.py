@@ -21,9 +21,15 @@ def source_file(settings: Settings, path: str) -> Path | None:
     return candidate if candidate.is_relative_to(corpus) else None
 
 
-def file_lines(path: Path) -> list[str]:
-    """The file's lines as rag numbers them: only \\n ends a line, a \\r before it is dropped."""
-    text = path.read_bytes().decode("utf-8-sig")
+def file_lines(path: Path, max_bytes: int = 64 * 2**20) -> list[str]:
+    """The file's lines as rag numbers them (its text as ingest extracts it, per format):
+    only \\n ends a line, a \\r before it is dropped."""
+    from rag.services.formats import FormatError, parse
+
+    try:
+        text = parse(path.suffix.lower(), path.read_bytes(), max_bytes).text
+    except FormatError as exc:
+        raise ValueError(str(exc)) from None
     lines = text.split("\n")
     if text.endswith("\n"):
         lines.pop()
@@ -46,7 +52,7 @@ def read_context(
         lines = file_lines(path)
     except FileNotFoundError:
         return citation.start_line, quoted, f"{path} no longer exists; showing the indexed lines"
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:
         return citation.start_line, quoted, f"cannot read {path} ({exc}); showing the indexed lines"
     now = "\n".join(lines[citation.start_line - 1 : citation.end_line])
     if citation.quote not in now:
