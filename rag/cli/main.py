@@ -95,6 +95,7 @@ def ingest(
     """Read documents, chunk them by lines, embed them and store them in the index."""
     _setup_logging(verbose)
     settings, _ = _settings(llm_backend=backend, index_dir=index, corpus_dir=corpus)
+    from rag.adapters.lock import IndexLockedError
     from rag.cli.progress import BarProgress
     from rag.runtime import Runtime
     from rag.services.loader import check_paths
@@ -112,7 +113,11 @@ def ingest(
                 typer.echo(f"index is up to date ({settings.index_dir})", err=True)
                 return
             typer.echo(f"ingesting {settings.corpus_dir}: {reason}", err=True)
-            report = service.ingest(None, rebuild=False, prune=True)
+            try:
+                report = service.ingest(None, rebuild=False, prune=True)
+            except IndexLockedError as exc:  # e.g. `make chat` while `make run` serves it
+                typer.echo(f"warning: {exc.message}; using the index as it is", err=True)
+                return
         else:
             report = service.ingest(paths or None, rebuild=rebuild, prune=prune)
     _print_report(report)
@@ -283,30 +288,67 @@ def chat(
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Worker processes (default 1). More than one needs a Chroma server "
+            "(RAG_CHROMA_URL); see docs/deploy.md."
+        ),
+    ] = None,
     backend: BackendOpt = None,
     index: IndexOpt = None,
 ) -> None:
     """Serve the HTTP API."""
     _setup_logging(True)
-    settings, _ = _settings(host=host, port=port, llm_backend=backend, index_dir=index)
+    overrides = {"host": host, "port": port, "workers": workers, "llm_backend": backend,
+                 "index_dir": index}  # fmt: skip
+    settings, _ = _settings(**overrides)
     import uvicorn
 
     from rag.api.app import create_app
 
+    if settings.workers > 1 and not settings.chroma_url:
+        from rag.errors import ConfigError
+
+        raise ConfigError(
+            f"{settings.workers} workers cannot share the embedded Chroma index in "
+            f"{settings.index_dir}: it allows one process",
+            "use a Chroma server: start one with `chroma run --path data/chroma-server --port "
+            "8001`, set RAG_CHROMA_URL=http://127.0.0.1:8001 and keep the index folder on a "
+            "volume every worker sees (`make run-server`; docs/deploy.md); or serve with "
+            "--workers 1",
+        )
     if not settings.chroma_url:  # one process per embedded index: fail here, clearly
         from rag.adapters.lock import IndexLock
 
         IndexLock(settings.index_dir, "rag serve", settings.lock_wait).acquire()
-    api = create_app(settings)
     url = f"http://{settings.host}:{settings.port}"
     example = json.dumps({"question": "When did Putin last visit North Korea?"})
+    if settings.workers > 1:
+        api: Any = None  # each worker process builds its own app from RAG_* variables
+    else:
+        api = create_app(settings)
     typer.echo(f"rag is serving on {url}  (API docs: {url}/docs)", err=True)
     auth = ' -H "Authorization: Bearer $RAG_API_KEY"' if settings.api_key else ""
     typer.echo(
         f"try:  curl -s {url}/v1/ask -H 'Content-Type: application/json'{auth} -d '{example}'",
         err=True,
     )
-    uvicorn.run(api, host=settings.host, port=settings.port, log_level="info")
+    if api is not None:
+        uvicorn.run(api, host=settings.host, port=settings.port, log_level="info")
+        return
+    # Worker processes read their settings from the environment: pass the flags on.
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ[f"RAG_{name.upper()}"] = str(value)
+    uvicorn.run(
+        "rag.api.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level="info",
+    )
 
 
 @app.command()

@@ -67,10 +67,10 @@ class GenerationStores:
             return self._open[gen.id]
 
     def forget(self, gen: Generation) -> None:
+        """Stop handing out this generation's objects.  Not closed here: a query still
+        running on them finishes (an unlinked SQLite file stays readable while open)."""
         with self._lock:
-            got = self._open.pop(gen.id, None)
-        if got is not None:
-            got[1].close()
+            self._open.pop(gen.id, None)
 
 
 class Progress(Protocol):
@@ -414,6 +414,7 @@ class IngestService:
             self._drop_generation(building)
             building = None
         if building is None:
+            self._check_name_free()
             w = self.wanted
             building = self.manifest.new_generation(
                 w.embedding_model, w.embedding_dim, w.chunker, self.settings.collection
@@ -426,6 +427,27 @@ class IngestService:
                     missing_ok=True
                 )
         return building, True
+
+    def _check_name_free(self) -> None:
+        """On a Chroma server, refuse to build into a collection this index does not list.
+
+        A new generation drops leftovers of its collection name (a lost manifest's), which
+        is right for an embedded index but, on a server shared by several index folders,
+        could delete another index's collection of the same name.
+        """
+        if not self.settings.chroma_url:
+            return
+        gid = max((g.id for g in self.manifest.generations()), default=0) + 1
+        name = f"{self.settings.collection}-g{gid}"
+        store = ChromaStore(self.settings, self.wanted, name)
+        if store.exists():
+            raise IndexStateError(
+                f"the Chroma server at {self.settings.chroma_url} already has a collection "
+                f"{name!r} that the index at {self.settings.index_dir} does not list (another "
+                "index folder uses the same RAG_COLLECTION, or this one lost its manifest)",
+                "give each index folder its own RAG_COLLECTION; delete the collection on the "
+                "server if it is a leftover nobody uses",
+            )
 
     def _carry_over(
         self, sources: list[Source], active: Generation, report: IngestReport
