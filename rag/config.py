@@ -8,6 +8,7 @@ the defaults below.  ``describe_settings`` reports where each value came from.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -64,6 +65,25 @@ def normalize_ollama_host(value: str) -> str:
     return f"{scheme}://{rest}"
 
 
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def check_header_name(name: str) -> str:
+    """An HTTP header name (RFC 9110 token), or ValueError."""
+    if not _HEADER_NAME.match(name):
+        raise ValueError(f"{name[:40]!r} is not an HTTP header name")
+    return name
+
+
+def bearer_headers(header: str, token: SecretStr | None) -> dict[str, str]:
+    """``{header: value}`` carrying ``token``: ``Bearer TOKEN`` in Authorization, else as is."""
+    if token is None or not token.get_secret_value():
+        return {}
+    secret = token.get_secret_value()
+    value = f"Bearer {secret}" if header.lower() == "authorization" else secret
+    return {header: value}
+
+
 class Settings(BaseSettings):
     """Every knob of rag, with a safe default."""
 
@@ -87,9 +107,23 @@ class Settings(BaseSettings):
     chroma_url: str | None = Field(
         None,
         description="URL of a Chroma server (e.g. http://127.0.0.1:8001). Unset: embedded "
-        "Chroma inside index_dir.",
+        "Chroma inside index_dir. Needed for several API workers (`rag serve --workers N`).",
     )
-    collection: str = Field("rag", description="Chroma collection name.")
+    chroma_auth_token: SecretStr | None = Field(
+        None,
+        description="Token sent to the Chroma server (RAG_CHROMA_URL) with every request, "
+        "in the header chroma_auth_header; never logged. Unset: no credentials sent.",
+    )
+    chroma_auth_header: str = Field(
+        "Authorization",
+        description="Header that carries chroma_auth_token: Authorization sends "
+        "`Bearer TOKEN`; any other name (e.g. X-Chroma-Token) sends the token as it is.",
+    )
+    collection: str = Field(
+        "rag",
+        description="Chroma collection name (generations add -gN). One index folder per name "
+        "on a shared Chroma server.",
+    )
 
     # Embeddings and chunking
     embedding_model: str = Field(
@@ -192,6 +226,18 @@ class Settings(BaseSettings):
         description="Ollama server URL; OLLAMA_HOST is honoured.",
     )
     ollama_model: str = Field("llama3.2:3b", description="Ollama model tag.")
+    ollama_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("RAG_OLLAMA_API_KEY", "OLLAMA_API_KEY", "ollama_api_key"),
+        description="Sent to Ollama as `Authorization: Bearer KEY` (a remote Ollama behind an "
+        "authenticating proxy, or ollama.com); OLLAMA_API_KEY is honoured. Never logged.",
+    )
+    ollama_headers: Annotated[dict[str, SecretStr], NoDecode] = Field(
+        default_factory=dict,
+        description="Extra HTTP headers sent to Ollama with every request, as a JSON object "
+        '(e.g. {"X-Api-Key": "..."}); values are never logged. An Authorization header here '
+        "wins over ollama_api_key.",
+    )
     ollama_max_ctx: int = Field(
         32768, ge=512, description="Upper bound for num_ctx sent to Ollama."
     )
@@ -220,6 +266,13 @@ class Settings(BaseSettings):
     # Server
     host: str = Field("127.0.0.1", description="Address `rag serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `rag serve` listens on.")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="API worker processes `rag serve` starts. More than one needs a Chroma "
+        "server (RAG_CHROMA_URL): embedded Chroma allows one process per index folder.",
+    )
     api_key: SecretStr | None = Field(
         None,
         description="If set, every API route except /healthz and the docs needs it, as "
@@ -292,6 +345,37 @@ class Settings(BaseSettings):
     def _norm_host(cls, value: str) -> str:
         return normalize_ollama_host(value)
 
+    @field_validator("chroma_auth_header")
+    @classmethod
+    def _check_chroma_header(cls, value: str) -> str:
+        return check_header_name(value)
+
+    @field_validator("ollama_headers", mode="before")
+    @classmethod
+    def _parse_headers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            import json
+
+            text = value.strip()
+            if not text:
+                return {}
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValueError('not a JSON object (e.g. {"X-Api-Key": "..."})') from None
+            if not isinstance(value, dict):
+                raise ValueError('not a JSON object (e.g. {"X-Api-Key": "..."})')
+        return value
+
+    @field_validator("ollama_headers")
+    @classmethod
+    def _check_headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, secret in value.items():
+            check_header_name(name)
+            if any(ch in secret.get_secret_value() for ch in "\r\n\0"):
+                raise ValueError(f"the value of header {name!r} contains a line break")
+        return value
+
     @field_validator("allowed_roots", mode="before")
     @classmethod
     def _split_roots(cls, value: Any) -> Any:
@@ -320,6 +404,19 @@ class Settings(BaseSettings):
     @property
     def chroma_path(self) -> Path:
         return self.index_dir / "chroma"
+
+    def chroma_headers(self) -> dict[str, str]:
+        """Headers every request to the Chroma server carries (the auth token, if any)."""
+        return bearer_headers(self.chroma_auth_header, self.chroma_auth_token)
+
+    def ollama_request_headers(self) -> dict[str, str]:
+        """Headers every request to Ollama carries: the API key, then ollama_headers."""
+        out = bearer_headers("Authorization", self.ollama_api_key)
+        for name, value in self.ollama_headers.items():
+            if name.lower() == "authorization":
+                out.pop("Authorization", None)
+            out[name] = value.get_secret_value()
+        return out
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -360,6 +457,8 @@ def describe_settings(
         env_names = [f"RAG_{name.upper()}"]
         if name == "ollama_host":
             env_names = ["RAG_OLLAMA_HOST", "OLLAMA_HOST"]
+        elif name == "ollama_api_key":
+            env_names = ["RAG_OLLAMA_API_KEY", "OLLAMA_API_KEY"]
         env_hit = next((e for e in env_names if e in os.environ), None)
         if name in given:
             source = "command line"

@@ -2,12 +2,16 @@
 
 Readers (retrieval, answers) use the *active* generation of the index; a writer builds into
 it or beside it and calls :meth:`Runtime.refresh` when a new generation becomes active.
+:meth:`Runtime.follow` notices what *other* processes wrote (API workers sharing an index
+folder and a Chroma server, or a `rag ingest` beside a server).
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
+import time
 from functools import cached_property
 
 from rag.adapters.embedder import Embedder
@@ -20,11 +24,12 @@ from rag.errors import IndexMismatchError, IndexMissingError, RagError
 from rag.services.answer import AnswerService
 from rag.services.chunker import CHUNKER_VERSION, Chunker
 from rag.services.ingest import GenerationStores, IngestService, Progress
-from rag.services.manifest import LEGACY_FILE, Generation, ManifestDB
+from rag.services.manifest import LEGACY_FILE, Generation, Manifest, ManifestDB
 from rag.services.retrieval import Retriever
 
 log = logging.getLogger(__name__)
 
+FOLLOW_RECHECK = 5.0  # seconds after which follow() reads the revision even if stat says same
 # What a refresh forgets: everything that depends on which generation is active.
 _READ_SIDE = ("generation", "store", "lexical", "query_embedder", "retriever", "answer_service")
 
@@ -33,6 +38,10 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._refresh_lock = threading.Lock()
+        self._follow_lock = threading.Lock()
+        self._seen: object = None  # the manifest's stamp when follow() last looked
+        self._checked = 0.0  # when follow() last read the manifest's revision
+        self._revision: int | None = None
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -160,6 +169,40 @@ class Runtime:
         return AnswerService(
             self.settings, self.query_embedder, self.retriever, self.default_backend
         )
+
+    def follow(self) -> None:
+        """Catch up with writes made by other processes; cheap when there were none.
+
+        Usually two stat calls (:meth:`Manifest.stamp`); the manifest's revision is read
+        when they changed, and every ``FOLLOW_RECHECK`` seconds anyway (network file systems
+        may cache file attributes).  When another process switched the active generation:
+        :meth:`refresh`.  When it only changed documents: drop what the open stores cached
+        of their contents (exact-search vectors, keyword statistics); Chroma and the keyword
+        index already show the new rows.
+        """
+        stamp = Manifest.stamp(self.settings.index_dir)
+        if stamp == self._seen and time.monotonic() - self._checked < FOLLOW_RECHECK:
+            return
+        with self._follow_lock:
+            self._seen, self._checked = stamp, time.monotonic()
+            if "generation" not in self.__dict__ or not self.manifest.exists():
+                return  # nothing opened yet: the first query reads the manifest anyway
+            try:
+                revision = self.manifest.revision()
+                if revision == self._revision:
+                    return
+                active = self.manifest.active()
+            except (RagError, sqlite3.Error):
+                return  # damaged, gone or busy: the read side reports it
+            self._revision = revision
+            opened = self.__dict__.get("generation")
+            if (active.id if active else None) != (opened.id if opened else None):
+                log.info("the index switched to generation %s", active.id if active else None)
+                self.refresh()
+            elif active is not None:
+                store, lexical = self.stores(active)
+                store.forget_cache()
+                lexical.forget_cache()
 
     def refresh(self) -> None:
         """Forget the read side, so the next query opens the generation active now."""

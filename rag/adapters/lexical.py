@@ -92,6 +92,10 @@ class LexicalIndex:
     def close(self) -> None:
         self._db.close()
 
+    def forget_cache(self) -> None:
+        """Drop cached statistics (another process changed the index)."""
+        self._idf_cache = {}
+
     # -- writes ------------------------------------------------------------
     def upsert(self, chunks: Sequence[Chunk]) -> None:
         self._idf_cache = {}

@@ -36,6 +36,8 @@ class IndexInfo:
 
 
 def _client(settings: Settings) -> Any:
+    """Chroma's client: an HttpClient when RAG_CHROMA_URL is set (every component of rag goes
+    through here), else a PersistentClient in the index folder."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
@@ -52,15 +54,32 @@ def _client(settings: Settings) -> Any:
                 host=url.hostname,
                 port=url.port or (443 if url.scheme == "https" else 80),
                 ssl=url.scheme == "https",
+                headers=settings.chroma_headers() or None,
                 settings=chroma_settings,
             )
         except Exception as exc:
-            raise ConfigError(
-                f"cannot reach the Chroma server at {settings.chroma_url}: {exc}",
-                "start it with `chroma run --host 127.0.0.1 --port PORT` or unset RAG_CHROMA_URL",
-            ) from None
+            raise _server_error(settings, exc) from None
     settings.chroma_path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
+
+
+def _server_error(settings: Settings, exc: Exception) -> ConfigError:
+    """Why the Chroma server could not be used, without echoing any credentials."""
+    text = str(exc)
+    token = settings.chroma_auth_token
+    if token is not None and token.get_secret_value():
+        text = text.replace(token.get_secret_value(), "***")
+    if any(s in text for s in ("401", "403", "Unauthorized", "Forbidden", "authenticat")):
+        return ConfigError(
+            f"the Chroma server at {settings.chroma_url} refused the credentials: {text[:200]}",
+            "set RAG_CHROMA_AUTH_TOKEN (and RAG_CHROMA_AUTH_HEADER if the server expects "
+            "another header than Authorization)",
+        )
+    return ConfigError(
+        f"cannot reach the Chroma server at {settings.chroma_url}: {text[:200]}",
+        "start it with `chroma run --path data/chroma-server --host 127.0.0.1 --port 8001`, "
+        "or unset RAG_CHROMA_URL",
+    )
 
 
 class ChromaStore:
@@ -120,6 +139,10 @@ class ChromaStore:
         if self.exists():
             self._client.delete_collection(self.name)
         self._collection = None
+        self._exact = None
+
+    def forget_cache(self) -> None:
+        """Drop what was cached of the collection's contents (another process wrote it)."""
         self._exact = None
 
     @property

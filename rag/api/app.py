@@ -36,6 +36,7 @@ from rag.errors import RagError
 from rag.runtime import Runtime
 from rag.services.documents import DocumentService
 from rag.services.jobs import JobManager
+from rag.services.jobstore import JobStore
 from rag.services.paths import PathPolicy
 
 log = logging.getLogger(__name__)
@@ -95,11 +96,16 @@ def _middleware(
 def _build_services(settings: Settings, runtime: Runtime, metrics: Metrics) -> Services:
     policy = PathPolicy(settings)
     holder: dict[str, DocumentService] = {}
+    # With a Chroma server several workers may share the index folder: job records go to a
+    # table there (any worker answers a poll), and writes wait for the cross-process lock.
+    shared = bool(settings.chroma_url)
     jobs = JobManager(
         ingest=lambda progress, paths: runtime.ingest_service(progress).ingest(paths),
         queue_limit=settings.ingest_queue,
         state=lambda: holder["documents"].state(),
         after_write=lambda: runtime.answer_service,
+        store=JobStore(settings.index_dir) if shared else None,
+        lock=lambda wait: runtime.writer_lock("rag serve (ingest)", timeout=wait),
     )
     documents = holder["documents"] = DocumentService(
         settings, runtime.ingest_service, jobs, policy
@@ -172,6 +178,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         finally:
             services.asker.close()
             await run_in_threadpool(services.jobs.close)
+            if services.jobs.store is not None:
+                services.jobs.store.close()
             if held is not None:
                 held.release()
 
@@ -194,3 +202,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(router)
     _customize_openapi(app, settings)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app with settings from RAG_* variables and rag.toml: the factory each worker
+    process of `rag serve --workers N` builds (``uvicorn --factory rag.api.app:app_from_env``
+    does the same)."""
+    from rag.config import load_settings
+
+    if not logging.getLogger().handlers:  # a fresh worker process: log like `rag serve`
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return create_app(load_settings())

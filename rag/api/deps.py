@@ -36,8 +36,11 @@ class Services:
     probe: LLMProbe
 
     def answer_service(self) -> AnswerService:
-        """The answer service; built (index opened) while no ingest job writes."""
+        """The answer service of the index as it is now; built (index opened) while no ingest
+        job of this process writes.  Other processes' writes (API workers sharing the index)
+        are noticed first: a generation they switched to is opened instead."""
         runtime = self.runtime
+        runtime.follow()
         if "answer_service" in runtime.__dict__:  # built already (a cached_property)
             return runtime.answer_service
         with self.jobs.writing(OPEN_WAIT):

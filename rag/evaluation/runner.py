@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ from rag.evaluation import metrics as m
 from rag.evaluation.golden import GoldenQuestion, corpus_hash, file_hash, load_golden
 from rag.runtime import Runtime
 
+log = logging.getLogger(__name__)
 RETRIEVAL_DEPTH = 10  # recall@10 needs ten passages, whatever top_k answers with
 _MARKER = re.compile(r"\s*\[\d+\]")
 
@@ -120,6 +124,18 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _drop_collections(runtime: Runtime) -> None:
+    """Remove a temporary index's collections from a Chroma server (embedded: its folder
+    goes with the temporary directory)."""
+    if not runtime.settings.chroma_url or not runtime.manifest.exists():
+        return
+    try:
+        for gen in runtime.manifest.generations():
+            runtime.stores(gen)[0].drop()
+    except Exception as exc:  # never hide the evaluation's own result
+        log.warning("could not remove the evaluation's collections from the server: %s", exc)
+
+
 def run_eval(
     settings: Settings,
     config: EvalConfig,
@@ -128,14 +144,16 @@ def run_eval(
     """Run the golden questions.  Ctrl-C stops early; what was done is returned."""
     questions = load_golden(config.golden)
     run = EvalRun()
-    with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp, ExitStack() as stack:
+        update: dict[str, object] = {"exact_search": True, "top_k": config.top_k}
         if config.corpus is not None:
-            settings = settings.model_copy(
-                update={"corpus_dir": config.corpus, "index_dir": Path(tmp) / "index"}
-            )
-        settings = settings.model_copy(update={"exact_search": True, "top_k": config.top_k})
+            update.update(corpus_dir=config.corpus, index_dir=Path(tmp) / "index")
+            if settings.chroma_url:  # a server's collections are shared: a name of its own
+                update["collection"] = f"rag-eval-{uuid.uuid4().hex[:12]}"
+        settings = settings.model_copy(update=update)
         runtime = Runtime(settings)
         if config.corpus is not None:
+            stack.callback(_drop_collections, runtime)
             runtime.ingest_service().ingest()
         choice = runtime.answer_service.backend(config.backend)
         run.meta = {

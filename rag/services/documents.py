@@ -122,7 +122,7 @@ class DocumentService:
         check_text(path, "document path")
         if path not in self.manifest().files:
             raise self._unknown(path)
-        with self.jobs.writing(wait):
+        with self.jobs.writing(wait, across_processes=True):
             entry = self._ingest_service().delete_document(path)
             if entry is None:
                 raise self._unknown(path)

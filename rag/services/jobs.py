@@ -5,6 +5,12 @@ job, a document deletion) holds one writer lock, and jobs run in submission orde
 single thread.  Up to ``queue_limit`` jobs wait behind the running one; a further job is
 refused (``JobQueueFullError``, HTTP 429) rather than queued without bound.  Finished jobs
 are kept in memory (the newest ``keep``) so their reports stay readable.
+
+With several API workers on one index (a Chroma server, ``rag serve --workers N``): job
+records also go to a :class:`~rag.services.jobstore.JobStore` in the index folder, so any
+worker answers ``GET /v1/ingest/{job}``; and a job waits (``queued``, phase ``waiting``)
+for the index's cross-process writer lock (``lock``) while another worker writes, instead
+of failing after ``RAG_LOCK_WAIT``.  The queue limit counts this worker's jobs.
 """
 
 from __future__ import annotations
@@ -16,21 +22,29 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
+from rag.adapters.lock import IndexLockedError
 from rag.errors import RagError
 from rag.services.ingest import IngestReport, Progress
+
+if TYPE_CHECKING:
+    from rag.services.jobstore import JobStore
 
 log = logging.getLogger(__name__)
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 IngestFn = Callable[[Progress, list[Path]], IngestReport]
 IndexState = Callable[[], tuple[str, int]]  # (index version, chunks listed)
+# The index's cross-process writer lock, waiting at most the given seconds (IndexLockedError).
+WriterLock = Callable[[float], AbstractContextManager[object]]
+CLAIM_STEP = 1.0  # seconds per attempt at the writer lock while a job waits for it
+SAVE_EVERY = 0.5  # seconds between a running job's progress records in the shared job table
 MAX_WARNINGS = 200
 MAX_SKIPPED = 1000
 
@@ -92,7 +106,11 @@ class JobStatus(BaseModel):
     created_at: str
     started_at: str | None = None
     finished_at: str | None = None
-    phase: str | None = Field(None, description="read (files) or embed (chunks).")
+    phase: str | None = Field(
+        None,
+        description="waiting (another process writes the index), read (files) or embed "
+        "(chunks).",
+    )
     progress: dict[str, PhaseProgress] = Field(default_factory=dict)
     files: JobFiles = Field(default_factory=JobFiles)
     chunks: JobChunks = Field(default_factory=JobChunks)
@@ -138,14 +156,18 @@ class _Job:
         self.paths = paths
         self.noted = list(status.skipped)  # skipped before the ingest started
         self.cancel = threading.Event()
+        self.dirty = False  # progress not yet written to the shared job table
 
 
 class _JobProgress:
     """The Progress an ingest reports to: updates the job record; stops it when cancelled."""
 
-    def __init__(self, job: _Job, lock: threading.Lock) -> None:
+    def __init__(
+        self, job: _Job, lock: threading.Lock, changed: Callable[[_Job], None] | None = None
+    ) -> None:
         self.job = job
         self.lock = lock
+        self.changed = changed or (lambda job: None)  # e.g. mark it for the shared table
 
     def _check(self) -> None:
         if self.job.cancel.is_set():
@@ -156,12 +178,14 @@ class _JobProgress:
         with self.lock:
             self.job.status.phase = phase
             self.job.status.progress[phase] = PhaseProgress(done=0, total=total)
+        self.changed(self.job)
 
     def advance(self, phase: str, n: int = 1) -> None:
         self._check()
         with self.lock:
             step = self.job.status.progress.setdefault(phase, PhaseProgress())
             step.done += n
+        self.changed(self.job)
 
     def warn(self, message: str) -> None:
         with self.lock:
@@ -177,10 +201,14 @@ class JobManager:
         state: IndexState | None = None,
         after_write: Callable[[], object] | None = None,
         keep: int = 200,
+        store: JobStore | None = None,
+        lock: WriterLock | None = None,
     ) -> None:
         self._ingest = ingest
         self._state = state
         self._after_write = after_write
+        self.store = store  # shared job records (several API workers)
+        self._index_lock = lock  # the cross-process writer lock (None: this process only)
         self.queue_limit = queue_limit
         self.keep = keep
         self.writer = threading.Lock()  # held by every write to the index
@@ -233,6 +261,8 @@ class JobManager:
         with self._lock:
             self._jobs[status.id] = job
             self._forget_old()
+        self._save(job)
+        with self._lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="rag-ingest")
             executor = self._executor
@@ -240,14 +270,40 @@ class JobManager:
         return self.get(status.id)
 
     def get(self, job_id: str) -> JobStatus:
+        """A job of this worker, or else (several workers) its record in the shared table."""
         with self._lock:
             job = self._jobs.get(job_id)
-            if job is None:
-                raise JobNotFoundError(
-                    f"no ingest job {job_id!r}",
-                    "job ids come from POST /v1/ingest; finished jobs are kept for a while",
-                )
-            return job.status.model_copy(deep=True)
+            if job is not None:
+                return job.status.model_copy(deep=True)
+        found = self.store.get(job_id) if self.store is not None else None
+        if found is None:
+            raise JobNotFoundError(
+                f"no ingest job {job_id!r}",
+                "job ids come from POST /v1/ingest; finished jobs are kept for a while",
+            )
+        return found
+
+    def _save(self, job: _Job) -> None:
+        """Write the job's record to the shared table; a failure there is logged, never
+        fails the job."""
+        if self.store is None:
+            return
+        with self._lock:
+            job.dirty = False
+            status = job.status.model_copy(deep=True)
+        try:
+            self.store.put(status)
+        except Exception as exc:
+            log.warning("could not record ingest job %s in the job table: %s", status.id, exc)
+
+    def _mark(self, job: _Job) -> None:
+        """The job's progress changed: recorded by its flusher within SAVE_EVERY seconds."""
+        job.dirty = True
+
+    def _flush(self, job: _Job, done: threading.Event) -> None:
+        while not done.wait(SAVE_EVERY):
+            if job.dirty:
+                self._save(job)
 
     def _forget_old(self) -> None:
         finished = [k for k, j in self._jobs.items() if j.status.finished_at]
@@ -256,31 +312,70 @@ class JobManager:
 
     # -- writing ------------------------------------------------------------------
     @contextmanager
-    def writing(self, timeout: float) -> Iterator[None]:
-        """Hold the writer lock (waiting at most ``timeout`` seconds for a running job)."""
+    def writing(self, timeout: float, across_processes: bool = False) -> Iterator[None]:
+        """Hold the writer lock (waiting at most ``timeout`` seconds for a running job);
+        ``across_processes``: also the index's lock that other processes (API workers)
+        take to write."""
+        deadline = time.monotonic() + max(0.0, timeout)
         if not self.writer.acquire(timeout=max(0.0, timeout)):
             raise IndexBusyError(
                 "an ingest job is writing to the index", "retry when it has finished"
             )
         try:
-            yield
+            with ExitStack() as held:
+                if across_processes and self._index_lock is not None:
+                    left = max(0.0, deadline - time.monotonic())
+                    try:
+                        held.enter_context(self._index_lock(left))
+                    except IndexLockedError as exc:
+                        raise IndexBusyError(exc.message, "retry when it has finished") from None
+                yield
         finally:
             self.writer.release()
 
+    def _claim(self, job: _Job, held: ExitStack) -> None:
+        """Wait, queued, until no other process writes the index; then hold its lock."""
+        if self._index_lock is None:
+            return
+        waiting = False
+        while True:
+            if job.cancel.is_set():
+                raise JobCancelledError
+            try:
+                held.enter_context(self._index_lock(CLAIM_STEP))
+                return
+            except IndexLockedError as exc:
+                if not waiting:
+                    waiting = True
+                    log.info("ingest job %s waits: %s", job.status.id, exc.message)
+                    with self._lock:
+                        job.status.phase = "waiting"
+                self._save(job)  # also a sign of life for other workers
+
     def _run(self, job: _Job) -> None:
         status = job.status
-        with self._lock:
-            if job.cancel.is_set():
-                status.state, status.finished_at = "cancelled", _now()
-                return
-            status.state, status.started_at = "running", _now()
-        started = time.perf_counter()
-        progress = _JobProgress(job, self._lock)
+        progress = _JobProgress(job, self._lock, self._mark)
         report: IngestReport | None = None
         error: JobError | None = None
         state: JobState = "succeeded"
+        started = time.perf_counter()
         try:
-            with self.writer:
+            with self.writer, ExitStack() as held:
+                self._claim(job, held)
+                with self._lock:
+                    if job.cancel.is_set():
+                        raise JobCancelledError
+                    status.state, status.started_at, status.phase = "running", _now(), None
+                self._save(job)
+                started = time.perf_counter()
+                if self.store is not None:  # progress for other workers, every SAVE_EVERY s
+                    flushing = threading.Event()
+                    flusher = threading.Thread(
+                        target=self._flush, args=(job, flushing), daemon=True
+                    )
+                    flusher.start()
+                    held.callback(flusher.join)
+                    held.callback(flushing.set)
                 report = self._ingest(progress, job.paths)
                 self._warm()
         except JobCancelledError:
@@ -304,6 +399,7 @@ class JobManager:
             status.seconds = round(time.perf_counter() - started, 3)
             status.index_version = version
             status.finished_at = _now()
+        self._save(job)
         log.info("ingest job %s %s", status.id, state)
 
     def _warm(self) -> None:

@@ -49,7 +49,10 @@ class OllamaLLM:
             write=settings.connect_timeout,
             pool=settings.connect_timeout,
         )
-        self._client = ollama.Client(host=self.host, timeout=timeout)
+        # Auth headers (RAG_OLLAMA_API_KEY, RAG_OLLAMA_HEADERS) for a remote Ollama; the
+        # client keeps them on every request, including the probe's /api/tags.
+        headers = settings.ollama_request_headers()
+        self._client = ollama.Client(host=self.host, timeout=timeout, headers=headers or None)
 
     # -- availability -------------------------------------------------------
     def probe(self) -> None:
@@ -121,6 +124,12 @@ class OllamaLLM:
             if exc.status_code == 404 or "not found" in str(exc.error).lower():
                 return self._missing()
             status = f" (HTTP {exc.status_code})" if exc.status_code > 0 else ""
+            if exc.status_code in (401, 403):
+                return LLMUnavailableError(
+                    f"Ollama at {self.host} refused the request{status}",
+                    "set RAG_OLLAMA_API_KEY or RAG_OLLAMA_HEADERS to the credentials the server "
+                    "(or the proxy in front of it) expects",
+                )
             return LLMUnavailableError(
                 f"Ollama at {self.host} answered with an error: {exc.error}{status}",
                 "check the Ollama server's log",

@@ -56,6 +56,7 @@ INGEST_BODY: dict[str, Any] = {
 
 def _check_index(runtime: Runtime) -> None:
     """An index built with other settings is refused now (409), not in the job."""
+    runtime.follow()  # another worker may have switched the index
     with contextlib.suppress(IndexMissingError):  # missing: the job creates it
         runtime.store.open()
 
@@ -70,7 +71,7 @@ async def _submit_paths(
     services.jobs.ensure_room()
     await in_thread(deadline, timeout, _check_index, services.runtime)
     paths, skipped = await in_thread(deadline, timeout, services.policy.resolve_all, body.paths)
-    return services.jobs.submit(paths, body.paths, "paths", skipped)
+    return await run_in_threadpool(services.jobs.submit, paths, body.paths, "paths", skipped)
 
 
 async def _submit_upload(
@@ -92,7 +93,7 @@ async def _submit_upload(
     finally:
         await form.close()
     shown = [p.relative_to(policy.corpus).as_posix() for p in stored]
-    return services.jobs.submit(stored, shown, "upload")
+    return await run_in_threadpool(services.jobs.submit, stored, shown, "upload")
 
 
 @router.post(
@@ -133,7 +134,7 @@ async def ingest_job(
     job_id: Annotated[str, PathParam(pattern=JOB_ID, description="From POST /v1/ingest.")],
     services: ServicesDep,
 ) -> JobStatus:
-    return services.jobs.get(job_id)
+    return await run_in_threadpool(services.jobs.get, job_id)  # may read the shared job table
 
 
 @router.get(
