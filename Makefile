@@ -7,10 +7,10 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve chat ingest ask test test-slow lint format clean eval eval-update
+.PHONY: help install run run-server serve chat ingest ask test test-slow lint format clean eval eval-update bench
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-11s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,21 @@ install: $(STAMP) ## Create .venv and install rag (torch pinned first)
 run: install ## Ingest data/corpus if the index is missing or stale, then serve on 127.0.0.1:8000
 	$(BIN)/rag ingest --if-stale
 	$(BIN)/rag serve
+
+CHROMA_PORT ?= 8001
+SERVER_ENV  := RAG_CHROMA_URL=http://127.0.0.1:$(CHROMA_PORT) RAG_INDEX_DIR=data/index-server
+run-server: install ## Chroma server (data/chroma-server, port 8001) + 2 API workers on :8000; Ctrl-C stops both
+	@mkdir -p data/chroma-server
+	@$(BIN)/chroma run --path data/chroma-server --host 127.0.0.1 --port $(CHROMA_PORT) \
+		>data/chroma-server.log 2>&1 & chroma=$$!; \
+	trap 'kill $$chroma 2>/dev/null; wait $$chroma 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
+	echo "chroma: http://127.0.0.1:$(CHROMA_PORT) (log: data/chroma-server.log)"; \
+	for i in $$(seq 120); do \
+		$(BIN)/python -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$(CHROMA_PORT)/api/v2/heartbeat', timeout=1)" 2>/dev/null && break; \
+		kill -0 $$chroma 2>/dev/null || { echo "chroma did not start:"; tail -5 data/chroma-server.log; exit 1; }; \
+		sleep 0.5; \
+	done; \
+	$(SERVER_ENV) $(BIN)/rag ingest --if-stale && $(SERVER_ENV) $(BIN)/rag serve --workers 2
 
 chat: install ## Talk to your documents (ingests data/corpus first if needed)
 	$(BIN)/rag ingest --if-stale
@@ -49,11 +64,15 @@ format: install ## Format the code with ruff
 	$(BIN)/ruff format rag tests
 	$(BIN)/ruff check --fix rag tests
 
-clean: ## Remove the index and caches (keeps .venv)
-	rm -rf data/index data/models .pytest_cache .mypy_cache .ruff_cache .hypothesis
+clean: ## Remove the indexes (embedded and run-server's) and caches (keeps .venv)
+	rm -rf data/index data/index-server data/chroma-server data/chroma-server.log data/models .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
 eval: install ## Evaluate on eval/golden.jsonl (extractive) against eval/baseline.json
 	$(BIN)/rag eval --corpus data/corpus --baseline eval/baseline.json
 
 eval-update: install ## Re-run the evaluation and rewrite eval/baseline.json
 	$(BIN)/rag eval --corpus data/corpus --baseline eval/baseline.json --update-baseline
+
+bench: install ## Benchmarks: a table and bench/results.json (BENCH_SCALE=tiny|default|full; see bench/README.md)
+	@$(BIN)/python -c "import onnx" 2>/dev/null || $(BIN)/pip install --quiet -e '.[onnx]'
+	$(BIN)/python -m bench.run --scale $(or $(BENCH_SCALE),default)

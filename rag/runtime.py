@@ -45,7 +45,8 @@ class Runtime:
 
     @cached_property
     def embedder(self) -> Embedder:
-        return Embedder(self.settings.embedding_model)
+        s = self.settings
+        return Embedder(s.embedding_model, backend=s.embedding_backend, cache_dir=s.models_dir)
 
     @cached_property
     def chunker(self) -> Chunker:
@@ -134,7 +135,7 @@ class Runtime:
         if gen is None or gen.embedding_model == self.embedder.model_id:
             return self.embedder
         try:
-            embedder = Embedder(gen.embedding_model)
+            embedder = Embedder(gen.embedding_model, cache_dir=self.settings.models_dir)
         except RagError:
             raise IndexMismatchError(
                 f"the index at {self.settings.index_dir} was built with embedding model "

@@ -1,0 +1,1 @@
+"""Benchmark suite for rag (`make bench`); see bench/README.md."""

@@ -1,0 +1,137 @@
+"""A real `rag serve` process on 127.0.0.1 (a free port), started and stopped by the bench:
+cold start to /readyz, POST /v1/ask load with 1 and N clients, and the server's RSS."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.stats import summary
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mb(pid: int) -> dict[str, float]:
+    """Resident memory now (VmRSS) and at its peak (VmHWM), MiB, from /proc."""
+    out: dict[str, float] = {}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = round(int(value.split()[0]) / 1024, 1)
+    return out
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    url: str
+    cold_start_s: float
+    port_open_s: float
+    log: Path
+
+
+@contextlib.contextmanager
+def serve(
+    index: Path, corpus: Path, models: Path, env: dict[str, str], log: Path
+) -> Iterator[Server]:
+    """Start `rag serve` (extractive backend) on ``index``; yield once /readyz is green."""
+    port = free_port()
+    rag = Path(sys.executable).parent / "rag"
+    command = [str(rag)] if rag.exists() else [sys.executable, "-m", "rag.cli.main"]
+    command += ["serve", "--host", "127.0.0.1", "--port", str(port), "--backend", "extractive"]
+    command += ["--index", str(index)]
+    child_env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "RAG_CORPUS_DIR": str(corpus),
+        "RAG_MODELS_DIR": str(models),
+        **env,
+    }
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as sink:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, env=child_env, stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            port_open = ready = None
+            with httpx.Client(timeout=5.0) as client:
+                while ready is None:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"rag serve exited with {proc.returncode}; see {log}")
+                    if time.perf_counter() - started > 300:
+                        raise RuntimeError(f"rag serve was not ready within 300 s; see {log}")
+                    try:
+                        got = client.get(f"{url}/readyz")
+                    except httpx.TransportError:
+                        time.sleep(0.02)
+                        continue
+                    port_open = port_open or time.perf_counter() - started
+                    if got.status_code == 200 and got.json().get("status") == "ready":
+                        ready = time.perf_counter() - started
+                    else:
+                        time.sleep(0.02)
+            yield Server(proc, url, round(ready, 3), round(port_open or ready, 3), log)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def ask_load(
+    url: str, questions: Sequence[str], clients: int, requests_per_client: int
+) -> dict[str, Any]:
+    """``clients`` threads, each with its own connection, asking in turn; latency per
+    request and requests per second over the whole run."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        with httpx.Client(base_url=url, timeout=120.0) as client:
+            for i in range(requests_per_client):
+                question = questions[(n * requests_per_client + i) % len(questions)]
+                start = time.perf_counter()
+                got = client.post("/v1/ask", json={"question": question})
+                took = time.perf_counter() - start
+                with lock:
+                    if got.status_code == 200:
+                        latencies.append(took)
+                    else:
+                        errors.append(f"{got.status_code}: {got.text[:200]}")
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    return {
+        "clients": clients,
+        "requests": clients * requests_per_client,
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "requests_per_s": round(len(latencies) / wall, 2) if wall else None,
+        **summary(latencies),
+    }
