@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# A parent that started pytest in the background (``cmd &`` in a script) leaves SIGINT ignored,
+# and an ignored signal is inherited by every child: the CLI tests' Ctrl-C would do nothing.
+# A handler, unlike SIG_IGN, is reset to the default in children.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "data" / "corpus"

@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -65,6 +66,8 @@ def test_watch_follows_create_edit_rename_delete_and_blocks_other_writers(
     watcher = subprocess.Popen(
         [RAG, "ingest", "--watch"], env=env, stderr=subprocess.PIPE, text=True
     )
+    rest: list[str] = []
+    drain: threading.Thread | None = None
     try:
         assert watcher.stderr is not None
         lines = []
@@ -72,6 +75,9 @@ def test_watch_follows_create_edit_rename_delete_and_blocks_other_writers(
             lines.append(line)
             if line.startswith("watching"):
                 break
+        # keep draining stderr: a full pipe would block the watcher
+        drain = threading.Thread(target=lambda: rest.extend(watcher.stderr or []), daemon=True)
+        drain.start()
         assert _files(index) == {"a.txt": "complete", "b.txt": "complete"}, lines
 
         (corpus / "new.txt").write_text("Zanzibar flamingos attended the banquet.\n")
@@ -110,7 +116,10 @@ def test_watch_follows_create_edit_rename_delete_and_blocks_other_writers(
         assert json.loads(busy.stdout)["writer"].startswith("`rag ingest --watch`")
     finally:
         watcher.send_signal(signal.SIGINT)
-        _, err = watcher.communicate(timeout=60)
+        watcher.wait(timeout=60)
+        if drain is not None:
+            drain.join(10)
+    err = "".join(rest)
     assert watcher.returncode == 0, err
     assert "stopped watching" in err
 

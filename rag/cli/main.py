@@ -138,7 +138,7 @@ def _print_report(report: Any) -> None:
 
 
 def _watch(runtime: Any, roots: list[Path]) -> None:
-    from rag.cli.progress import BarProgress
+    from rag.cli.progress import LineProgress
     from rag.services.watch import watch
 
     settings = runtime.settings
@@ -154,10 +154,9 @@ def _watch(runtime: Any, roots: list[Path]) -> None:
             shown = ", ".join(str(r) for r in roots)
             typer.echo(f"watching {shown} (Ctrl-C to stop)", err=True)
 
-        try:
-            with BarProgress() as progress:
-                service = runtime.ingest_service(progress)
-                watch(service, roots, settings.watch_debounce_ms, on_sync, ready=ready)
+        try:  # one line per sync, not progress bars that pile up over hours
+            service = runtime.ingest_service(LineProgress())
+            watch(service, roots, settings.watch_debounce_ms, on_sync, ready=ready)
         except KeyboardInterrupt:
             typer.echo("stopped watching", err=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from types import TracebackType
 
 from rich.console import Console
@@ -58,3 +59,16 @@ class BarProgress:
 
     def warn(self, message: str) -> None:
         self.console.print(Text.assemble(("warning: ", "yellow"), message), highlight=False)
+
+
+class LineProgress:
+    """No bars: only warnings, one line each (for `rag ingest --watch`)."""
+
+    def start(self, phase: str, total: int) -> None:
+        pass
+
+    def advance(self, phase: str, n: int = 1) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
