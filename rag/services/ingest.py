@@ -274,12 +274,16 @@ class IngestService:
         )
 
     def _drop_generation(self, gen: Generation) -> None:
+        self._discard(gen)
+        self.manifest.forget(gen.id)
+
+    def _discard(self, gen: Generation) -> None:
+        """Delete a generation's Chroma collection and keyword-index files."""
         store, _ = self.stores(gen)
         store.drop()
         self.stores.forget(gen)
         for suffix in ("", "-wal", "-shm"):
             Path(str(self.settings.index_dir / gen.lexical) + suffix).unlink(missing_ok=True)
-        self.manifest.forget(gen.id)
 
     def _drop_legacy(self) -> None:
         legacy = ChromaStore(self.settings, self.wanted, self.settings.collection)
@@ -419,13 +423,7 @@ class IngestService:
             building = self.manifest.new_generation(
                 w.embedding_model, w.embedding_dim, w.chunker, self.settings.collection
             )
-            store, _ = self.stores(building)
-            store.drop()  # leftovers of a lost manifest must not leak into a new build
-            self.stores.forget(building)
-            for suffix in ("", "-wal", "-shm"):
-                Path(str(self.settings.index_dir / building.lexical) + suffix).unlink(
-                    missing_ok=True
-                )
+            self._discard(building)  # leftovers of a lost manifest must not leak in
         return building, True
 
     def _check_name_free(self) -> None:
@@ -505,6 +503,7 @@ class IngestService:
                 rest = [i for i in ids if i not in known]
                 known.update(old_store.embeddings_for(rest) if rest else {})
         pending: list[Chunk] = []
+        owners: dict[str, list[_Work]] = {}  # chunk id -> the files waiting for its vector
         for work in todo:
             for chunk in work.chunks:
                 if chunk.id in known:
@@ -512,6 +511,7 @@ class IngestService:
                     report.chunks_reused += 1
                 else:
                     pending.append(chunk)
+                    owners.setdefault(chunk.id, []).append(work)
         self.progress.start("embed", len(pending))
         queue = list(todo)
         step = self.settings.ingest_group
@@ -523,12 +523,10 @@ class IngestService:
                     batch_size=self.settings.embedding_batch_size,
                     on_batch=lambda n: self.progress.advance("embed", n),
                 )
-                fresh = dict(zip((c.id for c in group), vectors, strict=True))
                 report.chunks_embedded += len(group)
-                for work in queue:
-                    for chunk in work.chunks:
-                        if chunk.id in fresh:
-                            work.vectors[chunk.id] = fresh[chunk.id]
+                for chunk, vector in zip(group, vectors, strict=True):
+                    for work in owners[chunk.id]:
+                        work.vectors[chunk.id] = vector
             while queue and all(c.id in queue[0].vectors for c in queue[0].chunks):
                 self._write_file(target, queue.pop(0), report)
 

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -250,19 +250,7 @@ class ManifestDB:
                 f"lexical-g{gid}.sqlite",
                 now(),
             )
-            db.execute(
-                "INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    gen.id,
-                    gen.state,
-                    gen.embedding_model,
-                    gen.embedding_dim,
-                    gen.chunker,
-                    gen.collection,
-                    gen.lexical,
-                    gen.created_at,
-                ),
-            )
+            db.execute("INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _row(gen))
         return gen
 
     def activate(self, gid: int) -> None:
@@ -283,17 +271,7 @@ class ManifestDB:
         """Re-create a generation row as it was (rebuilding a damaged manifest)."""
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    gen.id,
-                    gen.state,
-                    gen.embedding_model,
-                    gen.embedding_dim,
-                    gen.chunker,
-                    gen.collection,
-                    gen.lexical,
-                    gen.created_at,
-                ),
+                "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _row(gen)
             )
 
     # -- files ---------------------------------------------------------------
@@ -344,6 +322,11 @@ class ManifestDB:
     def remove_file(self, gid: int, path: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM files WHERE generation=? AND path=?", (gid, path))
+
+
+def _row(gen: Generation) -> tuple[object, ...]:
+    """A generation as a row of the ``generations`` table, columns in table order."""
+    return astuple(gen)
 
 
 def _write_active_file(index_dir: Path, gen: Generation) -> None:
