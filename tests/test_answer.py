@@ -166,3 +166,25 @@ def test_a_stricter_threshold_drops_weak_citations() -> None:
     weak = "Kim Jong Un greeted Putin at a banquet in Moscow [2]."  # 5 of 7 words in b.txt:1
     assert cite_answer(weak, CONTEXT, CONTEXT, threshold=0.5).citations
     assert not cite_answer(weak, CONTEXT, CONTEXT, threshold=0.9).citations
+
+
+def test_memo_is_bounded_and_keeps_the_newest() -> None:
+    from rag.services.answer import Memo
+
+    memo: Memo[str, int] = Memo(3)
+    for i in range(5):
+        assert memo.put(str(i), i) == i
+    assert len(memo) == 3
+    assert [memo.get(str(i)) for i in range(5)] == [None, None, 2, 3, 4]
+
+
+def test_query_embedding_on_one_thread_matches_the_batch_and_restores_threads(embedder) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+    import torch
+
+    before = torch.get_num_threads()
+    text = "When did Putin last visit North Korea?"
+    single = embedder.encode_query(text)
+    assert torch.get_num_threads() == before
+    batch = embedder.encode([text, "an unrelated and much longer second sentence to pad"])[0]
+    assert np.allclose(single, batch, atol=1e-5)

@@ -77,3 +77,56 @@ def test_adjacent_passages_of_one_file_merge(corpus_runtime) -> None:  # type: i
     merged = retriever.merge_neighbours([b, a, far])
     assert [(p.chunk.start_line, p.chunk.end_line) for p in merged] == [(53, 55), (59, 59)]
     assert merged[0].chunk.text == "line 53\n\nline 55" and merged[0].score == 0.5
+
+
+def test_unfiltered_keyword_search_ranks_as_the_filtered_query_does(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The unfiltered query ranks inside FTS5 (a cut before the join); a prefix that matches
+    every path takes the other query.  Same hits, same order, ties broken by id."""
+    from rag.adapters.lexical import LexicalIndex
+
+    index = LexicalIndex(tmp_path / "lexical.sqlite")
+    rows = [("alpha words here", i) for i in range(30)] + [("words", 30), ("other text", 31)]
+    # inserted in reverse: rowid order (FTS5's own tie order) is not id order
+    index.upsert([_chunk(f"f{n:02d}.txt", 1, 1, text) for text, n in reversed(rows)])
+    for k in (1, 5, 29, 31):
+        fast = index.search("alpha words", k)
+        filtered = index.search("alpha words", k, [""])
+        assert [c.id for c, _ in fast] == [c.id for c, _ in filtered]
+        assert [s for _, s in fast] == [s for _, s in filtered]
+        assert len(fast) == min(k, 31)
+    # 30 equal scores: the cut keeps the smallest ids
+    assert [c.id for c, _ in index.search("alpha", 3)] == ["f00.txt1", "f01.txt1", "f02.txt1"]
+
+
+def test_keyword_statistics_follow_writes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from rag.adapters.lexical import LexicalIndex
+
+    index = LexicalIndex(tmp_path / "lexical.sqlite")
+    index.upsert([_chunk("a.txt", 1, 1, "rare word"), _chunk("b.txt", 1, 1, "common")])
+    before = index.idf(["rare"])["rare"]
+    index.upsert([_chunk(f"c{i}.txt", 1, 1, "filler") for i in range(8)])  # more chunks
+    assert index.idf(["rare"])["rare"] > before  # total re-counted, not cached
+    index.delete([f"c{i}.txt1" for i in range(8)])
+    assert index.idf(["rare"])["rare"] == before
+
+
+def test_vector_search_asks_for_more_than_there_is(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+    runtime = make_runtime(tmp_path, embedder, exact_search=False)
+    runtime.ingest_service().ingest()
+    total = runtime.store.count()
+    got = runtime.store.query(embedder.encode_query(PUTIN_2000), total + 50)
+    assert len(got) == total and len({p.chunk.id for p in got}) == total
+    assert runtime.store.query(embedder.encode_query("x"), 5, ["no-such-file.txt"]) == []
+
+
+def test_keyword_search_failing_on_its_thread_fails_the_search(corpus_runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    import pytest
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(corpus_runtime.lexical, "search", broken)
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        corpus_runtime.retriever.search(PUTIN_2000, 5)

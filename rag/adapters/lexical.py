@@ -78,6 +78,7 @@ class LexicalIndex:
         self._db.executescript(_SCHEMA)
         self._add_columns()
         self._idf_cache: dict[str, float] = {}
+        self._total: int | None = None  # chunk count for idf(), forgotten with _idf_cache
 
     def _add_columns(self) -> None:
         have = {row[1] for row in self._db.execute("PRAGMA table_info(chunks)")}
@@ -94,11 +95,11 @@ class LexicalIndex:
 
     def forget_cache(self) -> None:
         """Drop cached statistics (another process changed the index)."""
-        self._idf_cache = {}
+        self._idf_cache, self._total = {}, None
 
     # -- writes ------------------------------------------------------------
     def upsert(self, chunks: Sequence[Chunk]) -> None:
-        self._idf_cache = {}
+        self._idf_cache, self._total = {}, None
         rows = [
             (
                 c.id,
@@ -128,14 +129,14 @@ class LexicalIndex:
                 raise
 
     def delete(self, ids: Iterable[str]) -> None:
-        self._idf_cache = {}
+        self._idf_cache, self._total = {}, None
         with self._lock:
             self._db.execute("BEGIN")
             self._db.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in ids])
             self._db.execute("COMMIT")
 
     def clear(self) -> None:
-        self._idf_cache = {}
+        self._idf_cache, self._total = {}, None
         with self._lock:
             self._db.execute("BEGIN")
             self._db.execute("DELETE FROM chunks")
@@ -165,7 +166,9 @@ class LexicalIndex:
 
         out: dict[str, float] = {}
         with self._lock:
-            total = int(self._db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+            if self._total is None:
+                self._total = int(self._db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+            total = self._total
             for term in terms:
                 if term in self._idf_cache:
                     out[term] = self._idf_cache[term]
@@ -212,20 +215,41 @@ class LexicalIndex:
         if not terms:
             return []
         match = " OR ".join(f'"{t}"' for t in terms)
-        sql = (
-            "SELECT c.id, c.path, c.start_line, c.end_line, c.start_char, c.end_char, c.text, "
-            "c.heading, c.page, c.page_first_line, bm25(chunks_fts) AS rank "
+        columns = (
+            "c.id, c.path, c.start_line, c.end_line, c.start_char, c.end_char, c.text, "
+            "c.heading, c.page, c.page_first_line"
+        )
+        filtered = (
+            f"SELECT {columns}, bm25(chunks_fts) AS rank "
             "FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
             "WHERE chunks_fts MATCH ?"
         )
         args: list[object] = [match]
         if prefixes:
-            sql += " AND (" + " OR ".join("c.path LIKE ? ESCAPE '\\'" for _ in prefixes) + ")"
+            filtered += (
+                " AND (" + " OR ".join("c.path LIKE ? ESCAPE '\\'" for _ in prefixes) + ")"
+            )
             args += [_like_prefix(p) for p in prefixes]
-        sql += " ORDER BY rank, c.id LIMIT ?"
+        filtered += " ORDER BY rank, c.id LIMIT ?"
         args.append(k)
         with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
+            rows = None
+            if not prefixes:
+                # Faster: FTS5 ranks and cuts inside its own query (a heap of the best, not a
+                # sort of every match joined to its row).  Its order among equal scores is
+                # not by id, so this is kept only when no tie crosses the cut.
+                cut = 2 * k
+                rows = self._db.execute(
+                    f"SELECT {columns}, f.rank FROM ("
+                    "SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ? "
+                    "ORDER BY rank LIMIT ?) f JOIN chunks c ON c.rowid = f.rowid "
+                    "ORDER BY f.rank, c.id",
+                    (match, cut),
+                ).fetchall()
+                tie_at_cut = len(rows) == cut and rows[-1][10] == rows[k - 1][10]
+                rows = None if tie_at_cut else rows[:k]  # a tie crossing it: rank them all
+            if rows is None:
+                rows = self._db.execute(filtered, args).fetchall()
         return [
             (
                 Chunk(

@@ -9,13 +9,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from rag.adapters.embedder import Embedder
 from rag.adapters.llm.select import Choice, make_backend
 from rag.config import Settings
 from rag.errors import InputError
-from rag.models import Answer, Citation, Passage, Source, Timings
+from rag.models import Answer, Chunk, Citation, Passage, Source, Timings
 from rag.prompts import DEFAULT_PROMPTS_DIR, load_prompt
 from rag.services.citations import (
     Evidence,
@@ -25,7 +25,7 @@ from rag.services.citations import (
     quote,
     support,
 )
-from rag.services.extract import answer_type, answer_type_match, sentence_spans
+from rag.services.extract import SentenceSpan, answer_type, answer_type_match, sentence_spans
 from rag.services.retrieval import Retrieved, Retriever
 from rag.services.text import content_words, overlap, weighted_overlap
 
@@ -44,6 +44,31 @@ W_SIM, W_OVERLAP, W_RANK, W_TYPE = 0.5, 0.5, 0.05, 0.15
 IDF_FLOOR = 0.5
 RERANK_POOL = 20  # passages from hybrid search that sentence scoring re-ranks
 SENTENCE_CACHE = 20_000  # sentence embeddings kept (~30 MB at 384 dimensions)
+CHUNK_CACHE = 5_000  # chunks whose sentences and words are kept
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Memo(Generic[K, V]):
+    """A bounded map, oldest entry dropped first; safe to share between request threads."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: dict[K, V] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        return self._data.get(key)
+
+    def put(self, key: K, value: V) -> V:
+        with self._lock:
+            while len(self._data) >= self.size:
+                self._data.pop(next(iter(self._data)))
+            self._data[key] = value
+        return value
+
+    def __len__(self) -> int:
+        return len(self._data)
 
 
 @dataclass(frozen=True)
@@ -111,7 +136,13 @@ class AnswerService:
         self.prompts_dir = prompts_dir
         self._backends: dict[str, Choice] = {default.backend: default}
         self._backend_lock = threading.Lock()
-        self._vectors: dict[str, np.ndarray] = {}
+        # Caches, keyed by sentence text or chunk id (a chunk id names its content): the
+        # same passages come back for many questions.
+        self._vectors: Memo[str, np.ndarray] = Memo(SENTENCE_CACHE)
+        self._sentences: Memo[str, list[tuple[SentenceSpan, frozenset[str]]]] = Memo(
+            CHUNK_CACHE
+        )
+        self._words: Memo[str, frozenset[str]] = Memo(CHUNK_CACHE)
 
     def backend(self, name: str | None) -> Choice:
         """The named backend, built once (a lock: two first requests load one model)."""
@@ -155,26 +186,42 @@ class AnswerService:
         asked = content_words(question)
         if not asked:
             return True
-        return any(overlap(asked, content_words(p.chunk.text)) > 0 for p in found.passages)
+        return any(overlap(asked, self._chunk_words(p.chunk)) > 0 for p in found.passages)
+
+    def _chunk_words(self, chunk: Chunk) -> frozenset[str]:
+        words = self._words.get(chunk.id)
+        if words is None:
+            words = self._words.put(chunk.id, frozenset(content_words(chunk.text)))
+        return words
+
+    def _chunk_sentences(self, chunk: Chunk) -> list[tuple[SentenceSpan, frozenset[str]]]:
+        """The chunk's sentences, each with its content words."""
+        got = self._sentences.get(chunk.id)
+        if got is None:
+            got = self._sentences.put(
+                chunk.id,
+                [(span, frozenset(content_words(span.text))) for span in sentence_spans(chunk)],
+            )
+        return got
 
     def rank_sentences(
         self, question: str, vector: np.ndarray, passages: list[Passage]
     ) -> list[Candidate]:
         """Retrieved sentences, best answer first: meaning, shared words, passage rank."""
-        raw = [(p, span) for p in passages for span in sentence_spans(p.chunk)]
+        raw = [(p, span, said) for p in passages for span, said in self._chunk_sentences(p.chunk)]
         if not raw:
             return []
-        similarity = self._sentence_vectors([span.text for _, span in raw]) @ vector
+        similarity = self._sentence_vectors([span.text for _, span, _ in raw]) @ vector
         asked = content_words(question)
         # IDF, smoothed: on a small corpus raw IDF lets one incidental rare word dominate
         weights = {w: IDF_FLOOR + v for w, v in self.retriever.lexical.idf(asked).items()}
         kind = answer_type(question)
         rank = {id(p): i for i, p in enumerate(passages)}
         scored = []
-        for (passage, span), sim in zip(raw, similarity, strict=True):
+        for (passage, span, said), sim in zip(raw, similarity, strict=True):
             score = (
                 W_SIM * float(sim)
-                + W_OVERLAP * weighted_overlap(weights, content_words(span.text))
+                + W_OVERLAP * weighted_overlap(weights, said)
                 + W_RANK / (1 + rank[id(passage)])
                 + W_TYPE * answer_type_match(kind, span.text, question)
             )
@@ -194,13 +241,18 @@ class AnswerService:
         """Embeddings of sentences, cached: the same passages come back for many questions."""
         import numpy as np
 
-        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        got: dict[str, np.ndarray] = {}
+        missing = []
+        for text in dict.fromkeys(texts):
+            vector = self._vectors.get(text)
+            if vector is None:
+                missing.append(text)
+            else:
+                got[text] = vector
         if missing:
-            for text, vec in zip(missing, self.embedder.encode(missing), strict=True):
-                if len(self._vectors) >= SENTENCE_CACHE:
-                    self._vectors.pop(next(iter(self._vectors)))  # oldest first
-                self._vectors[text] = vec
-        return np.vstack([self._vectors[t] for t in texts])
+            for text, vector in zip(missing, self.embedder.encode(missing), strict=True):
+                got[text] = self._vectors.put(text, vector)
+        return np.vstack([got[t] for t in texts])
 
     # -- answering -----------------------------------------------------------
     def ask(

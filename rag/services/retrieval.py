@@ -3,7 +3,9 @@ with neighbouring chunks of one file merged into one passage."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,19 +49,36 @@ class Retriever:
         self.embedder = embedder
         self.store = store
         self.lexical = lexical
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._executor_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(2, thread_name_prefix="rag-keywords")
+            return self._executor
 
     def search(
         self, question: str, k: int, paths: Sequence[str] | None = None, merge: bool = True
     ) -> Retrieved:
         """The ``k`` best passages for ``question``; ``paths`` restricts to folder/file prefixes."""
-        vector = self.embedder.encode_query(question)
-        docs = self.lexical.paths(paths) if paths else None
         depth = max(4 * k, 20)
-        dense = self.store.query(vector, depth, docs)
+        # Keyword search needs no embedding: it runs on a second thread while the question
+        # is embedded and the vector index searched (SQLite, torch and Chroma release the GIL).
+        keywords = (
+            self._pool().submit(self.lexical.search, question, depth, paths)
+            if self.settings.hybrid
+            else None
+        )
+        try:
+            vector = self.embedder.encode_query(question)
+            docs = self.lexical.paths(paths) if paths else None
+            dense = self.store.query(vector, depth, docs)
+        finally:
+            lexical = keywords.result() if keywords is not None else []
         chunks = {p.chunk.id: p.chunk for p in dense}
         rankings = [[p.chunk.id for p in dense]]
-        if self.settings.hybrid:
-            lexical = self.lexical.search(question, depth, paths)
+        if keywords is not None:
             chunks.update((c.id, c) for c, _ in lexical)
             rankings.append([c.id for c, _ in lexical])
         fused = rrf(rankings)

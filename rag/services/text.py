@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 STOPWORDS = frozenset(
@@ -40,14 +41,17 @@ def words(text: str) -> list[str]:
 
 def content_words(text: str) -> set[str]:
     """Lower-cased, lightly stemmed words that carry meaning (no stopwords)."""
-    return {
-        normalize_word(w)
-        for w in _WORD.findall(text)
-        if w.lower() not in STOPWORDS and normalize_word(w) not in STOPWORDS
-    } - {""}
+    out = set()
+    for w in _WORD.findall(text):
+        if w.lower() in STOPWORDS:
+            continue
+        n = normalize_word(w)
+        if n and n not in STOPWORDS:
+            out.add(n)
+    return out
 
 
-def overlap(query: set[str], text: set[str]) -> float:
+def overlap(query: AbstractSet[str], text: AbstractSet[str]) -> float:
     """Share of ``query`` words found in ``text`` (numbers count double)."""
     if not query:
         return 0.0
@@ -56,7 +60,7 @@ def overlap(query: set[str], text: set[str]) -> float:
     return sum(v for w, v in weight.items() if w in text) / total
 
 
-def weighted_overlap(weights: dict[str, float], text: set[str]) -> float:
+def weighted_overlap(weights: dict[str, float], text: AbstractSet[str]) -> float:
     """Share of the question's word weight (e.g. IDF) found in ``text``."""
     total = sum(weights.values())
     if total <= 0:
