@@ -74,5 +74,4 @@ eval-update: install ## Re-run the evaluation and rewrite eval/baseline.json
 	$(BIN)/rag eval --corpus data/corpus --baseline eval/baseline.json --update-baseline
 
 bench: install ## Benchmarks: a table and bench/results.json (BENCH_SCALE=tiny|default|full; see bench/README.md)
-	@$(BIN)/python -c "import onnx" 2>/dev/null || $(BIN)/pip install --quiet -e '.[onnx]'
 	$(BIN)/python -m bench.run --scale $(or $(BENCH_SCALE),default)

@@ -88,13 +88,22 @@ class Context:
     work: Path
     models: Path
     skip: set[str]
-    fp32: Embedder
-    index_model: str
+    index_model: str  # the embedder every section but `int8` uses (default: rag's default)
     index_embedder: Embedder
     ingest_index: tuple[Path, Path] | None = None  # (index, corpus) of the ingest tier
     tiers: dict[str, tuple[Path, Path]] = field(default_factory=dict)  # built retrieval tiers
     texts: list[str] = field(default_factory=list)  # what the ingest tier embedded
     errors: list[str] = field(default_factory=list)
+    _fp32: Embedder | None = None
+
+    @property
+    def fp32(self) -> Embedder:
+        """The torch fp32 embedder (loaded on first use: the int8 comparison)."""
+        if self._fp32 is None:
+            self._fp32 = (
+                self.index_embedder if self.index_model == FP32_MODEL else Embedder(FP32_MODEL)
+            )
+        return self._fp32
 
 
 def settings_for(ctx: Context, index: Path, corpus: Path, **extra: Any) -> Settings:
@@ -103,7 +112,8 @@ def settings_for(ctx: Context, index: Path, corpus: Path, **extra: Any) -> Setti
         "corpus_dir": corpus,
         "models_dir": ctx.models,
         "llm_backend": "extractive",
-        "embedding_model": FP32_MODEL,
+        "embedding_model": ctx.index_model,
+        "embedding_backend": split_backend(ctx.index_model)[1] or "torch",
     }
     values.update(extra)
     return Settings(**values)
@@ -135,15 +145,14 @@ def fresh(path: Path) -> Path:
 
 # -- 1 + 7: ingest throughput against raw encode, and re-ingest of the unchanged corpus ------
 def bench_ingest(ctx: Context) -> dict[str, Any]:
-    from sentence_transformers import SentenceTransformer
-
     corpus = build_corpus(
         ctx.work / f"corpus-ingest-{ctx.scale.ingest_chunks}", ctx.scale.ingest_chunks
     )
-    cache = VectorCache(ctx.work, ctx.fp32.model_id)
+    model = ctx.index_embedder
+    cache = VectorCache(ctx.work, model.model_id)
     # A dry run of the same ingest records exactly the texts it embeds (random vectors, a
     # scratch index), so the raw baseline encodes the very same texts.
-    recorder = RecordingEmbedder(ctx.fp32, cache)
+    recorder = RecordingEmbedder(model, cache)
     scratch = fresh(ctx.work / "scratch-index")
     runtime_with(settings_for(ctx, scratch, corpus.path), recorder).ingest_service().ingest(
         [corpus.path]
@@ -152,31 +161,24 @@ def bench_ingest(ctx: Context) -> dict[str, Any]:
     gc.collect()
     shutil.rmtree(scratch, ignore_errors=True)
 
-    target, _ = resolve_model(FP32_MODEL)
-    raw = SentenceTransformer(target, device="cpu")
     batch = Settings().embedding_batch_size
+    raw_model = raw_encoder(ctx)
 
     def raw_encode(part: Sequence[str]) -> float:
         with timer() as took:
-            raw.encode(
-                list(part),
-                batch_size=batch,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            raw_model(list(part))
         return took[0]
 
     raw_encode(texts[:batch])  # warm-up, both sides
-    ctx.fp32.encode(texts[:batch], batch)
+    model.encode(texts[:batch], batch)
     # The baseline brackets the ingest (half before, half after), so a change in the
     # machine's load during the run weighs on both sides alike.
     raw_first = raw_encode(texts[0::2])
 
     index = fresh(ctx.work / "index-ingest")
-    runtime = runtime_with(settings_for(ctx, index, corpus.path), ctx.fp32)
+    runtime = runtime_with(settings_for(ctx, index, corpus.path), model)
     captured: list[tuple[list[str], np.ndarray]] = []
-    original = ctx.fp32.encode
+    original = model.encode
 
     def capturing(
         batch_texts: Sequence[str],
@@ -187,12 +189,12 @@ def bench_ingest(ctx: Context) -> dict[str, Any]:
         captured.append((list(batch_texts), vectors))
         return vectors
 
-    ctx.fp32.encode = capturing  # type: ignore[method-assign,assignment]
+    model.encode = capturing  # type: ignore[method-assign,assignment]
     try:
         with timer() as took:
             report = runtime.ingest_service().ingest([corpus.path])
     finally:
-        del ctx.fp32.encode
+        del model.encode
     ingest_s = took[0]
     raw_second = raw_encode(texts[1::2])
 
@@ -229,11 +231,33 @@ def bench_ingest(ctx: Context) -> dict[str, Any]:
         "reingest_files_unchanged": again.files_unchanged,
         "reingest_share": round(reingest_s / ingest_s, 4),
         "reingest_cli_s": cli_s,
-        "how": "IngestService.ingest in-process (model loaded beforehand) vs "
-        "SentenceTransformer.encode(batch_size=32, normalize) on the same chunk texts, "
-        "half before and half after the ingest; re-ingest: the same call again on the "
+        "model": model.model_id,
+        "how": "IngestService.ingest in-process (model loaded beforehand) vs the raw model "
+        "on the same chunk texts (fp32: SentenceTransformer.encode(batch_size=32, normalize); "
+        "int8: the onnxruntime session, one text per run, mean pooling, normalize), half "
+        "before and half after the ingest; re-ingest: the same call again on the "
         "unchanged corpus; reingest_cli_s: `rag ingest` in a subprocess, model load included",
     }
+
+
+def raw_encoder(ctx: Context) -> Callable[[list[str]], Any]:
+    """The embedding model alone, without rag around it."""
+    if ctx.index_model == FP32_MODEL:
+        from sentence_transformers import SentenceTransformer
+
+        target, _ = resolve_model(FP32_MODEL)
+        raw = SentenceTransformer(target, device="cpu")
+        batch = Settings().embedding_batch_size
+        return lambda texts: raw.encode(
+            texts,
+            batch_size=batch,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+    session = ctx.index_embedder._int8
+    assert session is not None
+    return session.encode
 
 
 def reingest_cli(ctx: Context, index: Path, corpus: Path) -> float | None:
@@ -386,7 +410,6 @@ def bench_search(ctx: Context, index: Path, corpus: Path) -> dict[str, Any]:
                     )
                 raw.append(took[0])
         out["query_embedding"] = summary(embed)
-        out["query_embedding_1_thread"] = one_thread_queries(ctx.index_embedder, questions)
         out["hybrid_no_rerank"] = summary(hybrid)
         out["raw_chroma"] = summary(raw)
     p50, raw_p50 = out["all"]["p50_ms"], out["raw_chroma"]["p50_ms"]
@@ -402,24 +425,6 @@ def bench_search(ctx: Context, index: Path, corpus: Path) -> dict[str, Any]:
     del runtime, app
     gc.collect()
     return out
-
-
-def one_thread_queries(embedder: Embedder, questions: Sequence[str]) -> dict[str, Any]:
-    """The query embedding again with one torch intra-op thread (the default is one per
-    core): for a single short text on a busy machine, one thread is often faster."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        times = []
-        for q in questions:
-            with timer() as took:
-                embedder.encode_query(q)
-            times.append(took[0])
-    finally:
-        torch.set_num_threads(before)
-    return summary(times)
 
 
 def bench_retrieval(ctx: Context) -> dict[str, Any]:
@@ -443,8 +448,11 @@ def bench_server(ctx: Context) -> dict[str, Any]:
     name = label(max(ctx.scale.tiers))
     index, corpus = tiers[name]
     questions = list(QUESTIONS[: ctx.scale.questions])
-    env = {"RAG_EMBEDDING_MODEL": ctx.index_model}
-    out: dict[str, Any] = {"index": name}
+    env = {
+        "RAG_EMBEDDING_MODEL": ctx.index_model,
+        "RAG_EMBEDDING_BACKEND": split_backend(ctx.index_model)[1] or "torch",
+    }
+    out: dict[str, Any] = {"index": name, "model": ctx.index_model}
     with serve(index, corpus, ctx.models, env, ctx.work / "serve.log") as server:
         out["cold_start_s"] = server.cold_start_s
         out["port_open_s"] = server.port_open_s
@@ -454,7 +462,7 @@ def bench_server(ctx: Context) -> dict[str, Any]:
         out["ask_8_clients"] = ask_load(server.url, questions, 8, ctx.scale.ask_per_client)
         out["rss_after_load_mb"] = rss_mb(server.proc.pid)
     if "int8" not in ctx.skip:
-        out["int8_small_index"] = serve_int8_small(ctx)
+        out["other_backend_small_index"] = serve_other_small(ctx)
     out["how"] = (
         "`rag serve --backend extractive` on 127.0.0.1 (free port) over the largest tier's "
         "index; cold start = process start to GET /readyz status ready; POST /v1/ask with "
@@ -465,18 +473,25 @@ def bench_server(ctx: Context) -> dict[str, Any]:
     return out
 
 
-def serve_int8_small(ctx: Context) -> dict[str, Any]:
-    """Cold start and RSS of a server whose embedder is onnx-int8 (no torch in the process),
-    on a small index built with it: start-up cost without torch, for comparison."""
-    corpus = build_corpus(ctx.work / "corpus-int8-small", 300)
-    index = fresh(ctx.work / "index-int8-small")
-    int8 = Embedder(INT8_MODEL, cache_dir=ctx.models)
-    settings = settings_for(ctx, index, corpus.path, embedding_model=INT8_MODEL)
-    report = runtime_with(settings, int8).ingest_service().ingest([corpus.path])
+def serve_other_small(ctx: Context) -> dict[str, Any]:
+    """Cold start and RSS of a server with the other embedding backend (torch when the
+    bench runs int8, and the reverse), on a small index built with it, for comparison."""
+    other = FP32_MODEL if ctx.index_model == INT8_MODEL else INT8_MODEL
+    backend = split_backend(other)[1] or "torch"
+    corpus = build_corpus(ctx.work / "corpus-small", 300)
+    index = fresh(ctx.work / "index-small")
+    embedder = ctx.fp32 if other == FP32_MODEL else Embedder(other, cache_dir=ctx.models)
+    settings = settings_for(ctx, index, corpus.path)
+    settings = settings.model_copy(update={"embedding_model": other, "embedding_backend": backend})
+    report = runtime_with(settings, embedder).ingest_service().ingest([corpus.path])
     questions = list(QUESTIONS[: ctx.scale.questions])
-    env = {"RAG_EMBEDDING_MODEL": INT8_MODEL}
-    with serve(index, corpus.path, ctx.models, env, ctx.work / "serve-int8.log") as server:
-        out: dict[str, Any] = {"chunks": report.chunks_total, "cold_start_s": server.cold_start_s}
+    env = {"RAG_EMBEDDING_MODEL": other, "RAG_EMBEDDING_BACKEND": backend}
+    with serve(index, corpus.path, ctx.models, env, ctx.work / "serve-small.log") as server:
+        out: dict[str, Any] = {
+            "model": other,
+            "chunks": report.chunks_total,
+            "cold_start_s": server.cold_start_s,
+        }
         out["ask_1_client_cold"] = ask_load(server.url, questions, 1, len(questions))
         out["rss_after_load_mb"] = rss_mb(server.proc.pid)
     return out
@@ -503,7 +518,7 @@ def llamacpp_run(ctx: Context, threads: int) -> dict[str, Any]:
     packaged = ROOT / "data" / "models" / "gemma3-270m-q4_k_m.gguf"
     if packaged.is_file():  # already assembled by `make run`: no second 250 MB copy
         extra["llamacpp_model_path"] = packaged
-    runtime = runtime_with(settings_for(ctx, index, corpus, **extra), ctx.fp32)
+    runtime = runtime_with(settings_for(ctx, index, corpus, **extra), ctx.index_embedder)
     with timer() as took:
         service = runtime.answer_service
         choice = service.default
@@ -774,8 +789,6 @@ def info_rows(results: dict[str, Any]) -> list[tuple[str, Any]]:
             (f"search {tier}: p50/p99 warm (ms)", p50_p99(data["warm"])),
             (f"search {tier}: hybrid w/o rerank p50/p99 (ms)", p50_p99(data["hybrid_no_rerank"])),
             (f"search {tier}: query embedding p50/p99 (ms)", p50_p99(data["query_embedding"])),
-            (f"search {tier}: same, 1 torch thread (ms)",
-             p50_p99(data["query_embedding_1_thread"])),
             (f"search {tier}: raw Chroma p50/p99 (ms)", p50_p99(data["raw_chroma"])),
         ]  # fmt: skip
     for key in ("ask_1_client_cold", "ask_1_client_warm", "ask_8_clients"):
@@ -793,10 +806,11 @@ def info_rows(results: dict[str, Any]) -> list[tuple[str, Any]]:
                 (f"llamacpp {name}: outside-model share cold/warm",
                  f"{data['outside_model_share_cold']} / {data['outside_model_share_warm']}"),
             ]  # fmt: skip
-    small = get(m, "server", "int8_small_index")
+    small = get(m, "server", "other_backend_small_index")
     if small:
         rows.append((
-            f"int8 server ({small['chunks']} chunks): cold start s, ask cold p50 ms, peak MB",
+            f"{small['model']} server ({small['chunks']} chunks): cold start s, ask cold p50 "
+            "ms, peak MB",
             f"{small['cold_start_s']}, {small['ask_1_client_cold']['p50_ms']}, "
             f"{small['rss_after_load_mb'].get('VmHWM')}",
         ))  # fmt: skip
@@ -855,12 +869,13 @@ def run(scale: Scale, work: Path, out: Path, skip: set[str]) -> int:
     started = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
     models = work / "models"
-    index_model = os.environ.get("BENCH_INDEX_MODEL", FP32_MODEL)
-    if split_backend(index_model)[0] != FP32_MODEL:
-        raise SystemExit("BENCH_INDEX_MODEL must be all-MiniLM-L6-v2 or all-MiniLM-L6-v2+onnx-int8")
-    fp32 = Embedder(FP32_MODEL)
-    index_embedder = fp32 if index_model == FP32_MODEL else Embedder(index_model, cache_dir=models)
-    ctx = Context(scale, work, models, skip, fp32, index_model, index_embedder)
+    backend = Settings.model_fields["embedding_backend"].default
+    default = INT8_MODEL if backend == "onnx-int8" else FP32_MODEL
+    index_model = os.environ.get("BENCH_INDEX_MODEL", default)
+    if index_model not in (FP32_MODEL, INT8_MODEL):
+        raise SystemExit(f"BENCH_INDEX_MODEL must be {FP32_MODEL} or {INT8_MODEL}")
+    index_embedder = Embedder(index_model, backend="torch", cache_dir=models)
+    ctx = Context(scale, work, models, skip, index_model, index_embedder)
     load_before = round(os.getloadavg()[0], 2)
     measurements: dict[str, Any] = {}
     steps: list[tuple[str, Callable[[Context], dict[str, Any]]]] = [

@@ -54,9 +54,20 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def embedder():  # type: ignore[no-untyped-def]
+    """The embedding model with the default backend (what Settings() asks for)."""
+    from rag.adapters.embedder import Embedder
+    from rag.config import Settings
+
+    backend = Settings.model_fields["embedding_backend"].default
+    return Embedder("all-MiniLM-L6-v2", backend=backend, cache_dir=REPO / "data" / "models")
+
+
+@pytest.fixture(scope="session")
+def torch_embedder():  # type: ignore[no-untyped-def]
+    """The fp32 torch backend (the other choice)."""
     from rag.adapters.embedder import Embedder
 
-    return Embedder("all-MiniLM-L6-v2")
+    return Embedder("all-MiniLM-L6-v2", backend="torch")
 
 
 def make_runtime(tmp: Path, embedder, corpus: Path | None = None, **overrides):  # type: ignore[no-untyped-def]

@@ -54,6 +54,15 @@ def test_llamacpp_answer_contains_2000_and_cites_the_line(corpus_runtime) -> Non
     assert off.abstained and off.answer == ABSTAIN_TEXT
 
 
+@pytest.mark.llamacpp
+def test_llamacpp_threads_apply_to_prompt_processing_too(corpus_runtime) -> None:  # type: ignore[no-untyped-def]
+    from rag.adapters.llm.llamacpp import LlamaCppLLM
+
+    settings = corpus_runtime.settings.model_copy(update={"llamacpp_threads": 1})
+    params = LlamaCppLLM(settings)._llm.context_params
+    assert (params.n_threads, params.n_threads_batch) == (1, 1)
+
+
 # -- citation resolution on hand-made passages ------------------------------------------
 
 
@@ -178,13 +187,13 @@ def test_memo_is_bounded_and_keeps_the_newest() -> None:
     assert [memo.get(str(i)) for i in range(5)] == [None, None, 2, 3, 4]
 
 
-def test_query_embedding_on_one_thread_matches_the_batch_and_restores_threads(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_one_thread_query_embedding_matches_the_batch(torch_embedder) -> None:  # type: ignore[no-untyped-def]
     import numpy as np
     import torch
 
     before = torch.get_num_threads()
     text = "When did Putin last visit North Korea?"
-    single = embedder.encode_query(text)
+    single = torch_embedder.encode_query(text)
     assert torch.get_num_threads() == before
-    batch = embedder.encode([text, "an unrelated and much longer second sentence to pad"])[0]
+    batch = torch_embedder.encode([text, "an unrelated and much longer second sentence to pad"])[0]
     assert np.allclose(single, batch, atol=1e-5)

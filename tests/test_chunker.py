@@ -92,8 +92,9 @@ def test_a_line_longer_than_a_chunk_is_split_and_keeps_its_number(embedder, tmp_
     _check(text, chunks, _sed(text, tmp_path), 50, embedder)
 
 
-def test_no_chunk_is_truncated_by_the_model(embedder, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Every chunk fits the model's sequence, special tokens included: no text dropped."""
+def test_no_chunk_is_truncated_by_the_model(embedder, torch_embedder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Every chunk fits the model's sequence, special tokens included: no text dropped
+    (counted by the default backend's tokenizer, checked with the model's own)."""
     random.seed(7)
     words = ["sanctions", "Pyongyang", "artillery", "summit", "2024", "Vladivostok", "a" * 40]
     text = "\n".join(
@@ -101,7 +102,8 @@ def test_no_chunk_is_truncated_by_the_model(embedder, tmp_path) -> None:  # type
     )
     chunker = Chunker(embedder.counter, embedder.max_chunk_tokens)
     chunks = chunker.chunk("doc.txt", text)
-    tokenizer = embedder._model.tokenizer
+    tokenizer = torch_embedder._model.tokenizer
+    assert embedder.max_seq_length == torch_embedder.max_seq_length
     for c in chunks:
         assert len(tokenizer(c.text)["input_ids"]) <= embedder.max_seq_length
 

@@ -59,7 +59,7 @@ def test_gate_passes_on_the_sample_corpus_and_writes_a_report(cli_run: Path) -> 
     meta = summary["meta"]
     assert meta["backend"] == "extractive" and meta["exact_search"] is True
     assert len(meta["golden_sha256"]) == len(meta["corpus_sha256"]) == 64
-    assert meta["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert meta["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2+onnx-int8"
     rows = [json.loads(line) for line in (cli_run / "results.jsonl").read_text().splitlines()]
     assert len(rows) == summary["questions"] == len(load_golden(GOLDEN))
     assert {"question", "answer", "citations", "hit_rank", "confidence"} <= set(rows[0])

@@ -10,13 +10,14 @@ int8 backend again, whatever the caller asks for.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -339,13 +340,14 @@ def _export_int8(model: Any, target: str, folder: Path) -> None:
     if folder.exists():  # an incomplete export (interrupted, or an older layout)
         shutil.rmtree(folder, ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    log.info("exporting %s to int8 ONNX in %s (once)", target, folder)
+    log.warning("preparing the int8 embedding model in %s (once, about 15 s)", folder)
     work = Path(tempfile.mkdtemp(prefix=".onnx-int8-", dir=folder.parent))
     try:
         final = work / "final"
         final.mkdir()
         try:
-            _quantized_onnx(model, target, work, final / "model.onnx")
+            with _quiet():
+                _quantized_onnx(model, target, work, final / "model.onnx")
         except ConfigError:
             raise
         except Exception as exc:
@@ -362,6 +364,24 @@ def _export_int8(model: Any, target: str, folder: Path) -> None:
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The exporter's and quantizer's advice (warnings, root-logger lines) is for their
+    developers, not for someone asking a question."""
+    import logging
+    import warnings
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
 
 
 def _quantized_onnx(model: Any, target: str, work: Path, out: Path) -> None:
