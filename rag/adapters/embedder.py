@@ -10,17 +10,13 @@ int8 backend again, whatever the caller asks for.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import logging
 import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from rag.adapters.onnx_int8 import OnnxInt8, export_int8, int8_folder
 from rag.config import PACKAGED_EMBEDDING_MODEL
 from rag.errors import ConfigError
 
@@ -32,7 +28,6 @@ log = logging.getLogger(__name__)
 EmbeddingBackend = Literal["torch", "onnx-int8"]
 EMBEDDING_BACKENDS: tuple[str, ...] = get_args(EmbeddingBackend)
 INT8_SUFFIX = "+onnx-int8"
-INT8_RECIPE = "v2"  # bump when the export or quantization changes: the cache key includes it
 DEFAULT_MODELS_DIR = Path("data/models")
 
 _PACKAGED_ALIASES = {PACKAGED_EMBEDDING_MODEL, f"sentence-transformers/{PACKAGED_EMBEDDING_MODEL}"}
@@ -114,12 +109,12 @@ class Embedder:
         target, model_id = resolve_model(base)
         self.model_id = model_id + (INT8_SUFFIX if self.backend == "onnx-int8" else "")
         self._model: Any = None
-        self._int8: _OnnxInt8 | None = None
+        self._int8: OnnxInt8 | None = None
         if self.backend == "onnx-int8":
-            folder = _int8_folder(target, cache_dir or DEFAULT_MODELS_DIR)
-            if not _OnnxInt8.cached(folder):
-                _export_int8(self._load(target, base, device), target, folder)
-            self._int8 = _OnnxInt8(folder)
+            folder = int8_folder(target, cache_dir or DEFAULT_MODELS_DIR)
+            if not OnnxInt8.cached(folder):
+                export_int8(self._load(target, base, device), target, folder)
+            self._int8 = OnnxInt8(folder)
             self.dimension = self._int8.dimension
             self.max_seq_length = self._int8.max_seq_length
             self.special_tokens = self._int8.special_tokens
@@ -219,234 +214,3 @@ class Embedder:
         finally:
             torch.set_num_threads(self._threads)
         return vector
-
-
-# -- onnx-int8 ---------------------------------------------------------------------------------
-META_FILE = "embedder.json"  # beside model.onnx: what running it needs without the torch model
-
-
-def _int8_folder(target: str, cache_dir: Path) -> Path:
-    """Where the int8 export of ``target`` lives: keyed by the model's files and the recipe."""
-    import onnxruntime
-
-    weights = sorted(Path(target).glob("*.safetensors")) + sorted(Path(target).glob("*.bin"))
-    stamp = [target, INT8_RECIPE, onnxruntime.__version__]
-    stamp += [f"{w.name}:{w.stat().st_size}:{w.stat().st_mtime_ns}" for w in weights]
-    key = hashlib.sha256("\n".join(stamp).encode()).hexdigest()[:12]
-    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(target).name)
-    return cache_dir / "onnx-int8" / f"{slug}-{key}"
-
-
-class _OnnxInt8:
-    """The model's transformer as an int8 ONNX graph run by onnxruntime, the tokenizer from
-    tokenizer.json, and the sentence-transformers pooling (mean or CLS) and L2 normalisation
-    in numpy: no torch at run time."""
-
-    @staticmethod
-    def cached(folder: Path) -> bool:
-        return all((folder / f).is_file() for f in ("model.onnx", "tokenizer.json", META_FILE))
-
-    def __init__(self, folder: Path) -> None:
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
-
-        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-        self.dimension = int(meta["dimension"])
-        self.max_seq_length = int(meta["max_seq_length"])
-        self.special_tokens = int(meta["special_tokens"])
-        self.pooling = str(meta["pooling"])
-        self._json = (folder / "tokenizer.json").read_text(encoding="utf-8")
-        self.tokenizer = Tokenizer.from_str(self._json)
-        self.tokenizer.enable_truncation(max_length=self.max_seq_length)
-        self.tokenizer.no_padding()  # tokenizer.json may ask for a fixed length
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
-        )
-        self.inputs = [i.name for i in self.session.get_inputs()]
-
-    def plain_tokenizer(self) -> Any:
-        """A separate copy for counting tokens (no truncation, no padding)."""
-        from tokenizers import Tokenizer
-
-        return Tokenizer.from_str(self._json)
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """One text per run: int8 activations are quantized with one scale per run, so in a
-        padded batch a text's vector would depend on its neighbours; alone it does not (the
-        same text always gets the same vector, as a question and as a chunk), and no time
-        goes to padding (batching gains onnxruntime little here)."""
-        import numpy as np
-
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for row, encoding in enumerate(self.tokenizer.encode_batch(texts)):
-            columns = {
-                "input_ids": encoding.ids,
-                "attention_mask": encoding.attention_mask,
-                "token_type_ids": encoding.type_ids,
-            }
-            feed = {name: np.asarray([columns[name]], dtype=np.int64) for name in self.inputs}
-            hidden = self.session.run(None, feed)[0][0]
-            pooled = hidden[0] if self.pooling == "cls" else hidden.mean(axis=0)
-            out[row] = pooled / max(float(np.linalg.norm(pooled)), 1e-12)
-        return out
-
-
-def _pooling_mode(model: Any) -> str:
-    """The sentence-transformers model's pooling, checked to be one the int8 path does."""
-    modules = list(model)
-    names = [type(m).__name__ for m in modules]
-    if names[:2] != ["Transformer", "Pooling"] or any(n != "Normalize" for n in names[2:]):
-        raise ConfigError(
-            f"the onnx-int8 embedding backend supports Transformer + Pooling (+ Normalize) "
-            f"models, not {' + '.join(names)}",
-            "set RAG_EMBEDDING_BACKEND=torch",
-        )
-    pooling = modules[1]
-    mode = str(getattr(pooling, "pooling_mode", "") or "")
-    if not mode:  # sentence-transformers before pooling_mode
-        if getattr(pooling, "pooling_mode_mean_tokens", False):
-            mode = "mean"
-        elif getattr(pooling, "pooling_mode_cls_token", False):
-            mode = "cls"
-    if mode not in ("mean", "cls"):
-        raise ConfigError(
-            f"the onnx-int8 embedding backend supports mean or CLS pooling, not {mode!r}",
-            "set RAG_EMBEDDING_BACKEND=torch",
-        )
-    return mode
-
-
-def _export_int8(model: Any, target: str, folder: Path) -> None:
-    """Export, fuse and quantize ``model`` into ``folder`` (atomically: a whole folder or
-    nothing; two processes exporting at once both succeed)."""
-    pooling = _pooling_mode(model)
-    tokenizer = model.tokenizer
-    getter = getattr(model, "get_embedding_dimension", None) or (
-        model.get_sentence_embedding_dimension
-    )
-    meta = {
-        "source": target,
-        "recipe": INT8_RECIPE,
-        "dimension": int(getter() or 0),
-        "max_seq_length": int(model.max_seq_length or 512),
-        "special_tokens": len(tokenizer("")["input_ids"]),
-        "pooling": pooling,
-        "pad_id": int(tokenizer.pad_token_id or 0),
-        "pad_token": str(tokenizer.pad_token or "[PAD]"),
-    }
-    if folder.exists():  # an incomplete export (interrupted, or an older layout)
-        shutil.rmtree(folder, ignore_errors=True)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    log.warning("preparing the int8 embedding model in %s (once, about 15 s)", folder)
-    work = Path(tempfile.mkdtemp(prefix=".onnx-int8-", dir=folder.parent))
-    try:
-        final = work / "final"
-        final.mkdir()
-        try:
-            with _quiet():
-                _quantized_onnx(model, target, work, final / "model.onnx")
-        except ConfigError:
-            raise
-        except Exception as exc:
-            raise ConfigError(
-                f"cannot export the embedding model to int8 ONNX: {exc.__class__.__name__}: {exc}",
-                "set RAG_EMBEDDING_BACKEND=torch (or check that the onnx package is installed)",
-            ) from None
-        (final / "tokenizer.json").write_text(tokenizer.backend_tokenizer.to_str(), "utf-8")
-        (final / META_FILE).write_text(json.dumps(meta, indent=2), "utf-8")
-        try:
-            os.replace(final, folder)
-        except OSError:  # another process finished the same export first
-            if not _OnnxInt8.cached(folder):
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """The exporter's and quantizer's advice (warnings, root-logger lines) is for their
-    developers, not for someone asking a question."""
-    import logging
-    import warnings
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)
-
-
-def _quantized_onnx(model: Any, target: str, work: Path, out: Path) -> None:
-    try:
-        import onnx  # noqa: F401  (onnxruntime.quantization needs it)
-        import torch
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError as exc:
-        raise ConfigError(
-            f"the onnx-int8 embedding backend needs {exc.name} to build its model",
-            "pip install onnx (once: the int8 model is cached), or set RAG_EMBEDDING_BACKEND=torch",
-        ) from None
-    from sentence_transformers import SentenceTransformer
-
-    # Eager attention exports as plain MatMul/Softmax, which the optimizer fuses into one
-    # Attention op (SDPA exports a pattern it does not recognise).
-    eager = SentenceTransformer(target, device="cpu", model_kwargs={"attn_implementation": "eager"})
-    hf: Any = eager[0].auto_model
-    hf.eval()
-    config: Any = hf.config
-    names = [n for n in model.tokenizer.model_input_names if n != "position_ids"]
-
-    class Wrapped(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = hf
-
-        def forward(self, *args: Any) -> Any:
-            return self.inner(**dict(zip(names, args, strict=True))).last_hidden_state
-
-    sample = model.tokenizer(
-        ["an example sentence", "another, somewhat longer example sentence"],
-        padding=True,
-        return_tensors="pt",
-    )
-    fp32 = work / "fp32.onnx"
-    axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "last_hidden_state"]}
-    with torch.no_grad():
-        torch.onnx.export(
-            Wrapped().eval(),
-            tuple(sample[n] for n in names),
-            str(fp32),
-            input_names=names,
-            output_names=["last_hidden_state"],
-            dynamic_axes=axes,
-            opset_version=17,
-            dynamo=False,
-        )
-    source = fp32
-    if config.model_type == "bert":
-        from onnxruntime.transformers.optimizer import optimize_model
-
-        fused = optimize_model(
-            str(fp32),
-            model_type="bert",
-            num_heads=int(config.num_attention_heads),
-            hidden_size=int(config.hidden_size),
-            opt_level=1,
-        )
-        source = work / "fused.onnx"
-        fused.save_model_to_file(str(source))
-    quantize_dynamic(
-        str(source),
-        str(out),
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        extra_options={"DefaultTensorType": 1},  # onnx.TensorProto.FLOAT: fused ops' outputs
-    )

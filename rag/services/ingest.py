@@ -37,14 +37,13 @@ from rag.models import Chunk
 from rag.services.chunker import Chunker
 from rag.services.loader import Document, Skipped, Source, discover, read
 from rag.services.manifest import (
-    LEGACY_FILE,
     FileEntry,
     Generation,
     ManifestDamagedError,
     ManifestDB,
     now,
-    read_active_file,
 )
+from rag.services.recovery import Recovery, builds_wanted
 
 log = logging.getLogger(__name__)
 
@@ -150,146 +149,29 @@ class IngestService:
         self.progress = progress or NoProgress()
         self.on_switch = on_switch or (lambda: None)
         self.lock = lock or nullcontext
+        self.recovery = Recovery(settings, manifest, stores, wanted)
 
     @property
     def _max_bytes(self) -> int:
         return int(self.settings.max_file_mb * 2**20)
 
     def _builds_wanted(self, gen: Generation) -> bool:
-        w = self.wanted
-        return gen.builds(w.embedding_model, w.embedding_dim, w.chunker)
+        return builds_wanted(gen, self.wanted)
 
-    # -- recovery ------------------------------------------------------------
+    # -- recovery (rag.services.recovery) ------------------------------------------
     def check(self) -> list[str]:
         """:meth:`recover` under the writer lock (at start-up)."""
         with self.lock():
             return self.recover()
 
     def recover(self, rebuild: bool = False) -> list[str]:
-        """Bring manifest, Chroma and keyword index back in step after any interruption.
-
-        Run under the writer lock before writing.  Returns notes for the user.  ``rebuild``:
-        a damaged manifest that cannot be rebuilt is set aside instead of being an error.
-        """
-        notes: list[str] = []
-        try:
-            self.manifest.connect(create=True)
-        except ManifestDamagedError as exc:
-            try:
-                notes.append(self._rebuild_manifest(exc))
-            except IndexStateError:
-                if not rebuild:
-                    raise
-                aside = self.manifest.set_aside()
-                self.manifest.connect(create=True)
-                notes.append(f"the damaged manifest was set aside as {aside.name}")
-        legacy = self.settings.index_dir / LEGACY_FILE
-        if legacy.exists() and self.manifest.active() is None:
-            self._drop_legacy()
-            notes.append("an index made by an older version of rag was found; it is rebuilt")
-        for gen in self.manifest.generations():
-            if gen.state == "retired" or (gen.state == "building" and not self._builds_wanted(gen)):
-                self._drop_generation(gen)
-        dirty = self.manifest.get_meta("dirty")
-        for gen in self.manifest.generations():
-            if dirty is not None:
-                fixed = self._reconcile(gen)
-                if fixed:
-                    notes.append(f"repaired an interrupted ingest: {fixed}")
-            elif gen.state == "active":
-                self.reconcile_lexical(gen)
-        if dirty is not None:
-            self.manifest.set_meta("dirty", None)
-        return notes
-
-    def _reconcile(self, gen: Generation) -> str:
-        """Remove chunks no file lists, mark files with missing chunks pending, re-sync BM25."""
-        store, lexical = self.stores(gen)
-        if not store.exists():
-            store.open(create=True)
-        files = self.manifest.files(gen.id)
-        listed = {cid for entry in files.values() for cid in entry.chunk_ids}
-        stored = store.all_ids()
-        orphans = sorted(stored - listed)
-        store.delete(orphans)
-        stored -= set(orphans)
-        unfinished = 0
-        for entry in files.values():
-            if entry.status != "pending" and not set(entry.chunk_ids) <= stored:
-                self.manifest.set_status(gen.id, entry.path, "pending")
-                unfinished += 1
-            elif entry.status == "pending":
-                unfinished += 1
-        in_lexical = lexical.ids()
-        lexical.delete(sorted(in_lexical - stored))
-        missing = sorted(stored - in_lexical)
-        lexical.upsert(store.chunks_for(missing))
-        parts = []
-        if orphans:
-            parts.append(f"{len(orphans)} unlisted chunk(s) removed")
-        if unfinished:
-            parts.append(f"{unfinished} document(s) left to finish")
-        if missing or in_lexical - stored:
-            parts.append("keyword index re-synced")
-        return ", ".join(parts)
+        """Bring manifest, Chroma and keyword index back in step after any interruption
+        (see :meth:`Recovery.recover`).  Run under the writer lock before writing."""
+        return self.recovery.recover(rebuild)
 
     def reconcile_lexical(self, gen: Generation | None = None) -> None:
         """Make the keyword index hold exactly the chunks Chroma holds."""
-        gen = gen or self.manifest.active()
-        if gen is None:
-            return
-        store, lexical = self.stores(gen)
-        if not store.exists() or lexical.count() == store.count():
-            return
-        lexical.clear()
-        lexical.upsert(store.all_chunks())
-
-    def _rebuild_manifest(self, exc: ManifestDamagedError) -> str:
-        active = read_active_file(self.settings.index_dir)
-        if active is None:
-            raise IndexStateError(
-                f"{exc.message}, and no record of the active index is left to rebuild it from",
-                "rebuild the index with `rag ingest --rebuild`",
-            ) from None
-        store, _ = self.stores(active)
-        if not store.exists():
-            raise IndexStateError(
-                f"{exc.message}, and the vector index it described ({store.where}) is gone",
-                "rebuild the index with `rag ingest --rebuild`",
-            ) from None
-        aside = self.manifest.set_aside()
-        self.manifest.connect(create=True)
-        self.manifest.restore_generation(active)
-        corpus = self.settings.corpus_dir.resolve()
-        by_path = store.ids_by_path()
-        for path, ids in by_path.items():
-            self.manifest.put_file(
-                active.id,
-                FileEntry(path, str(corpus / path), "", 0, 0.0, ids, now(), "recovered"),
-            )
-        self.manifest.set_meta("dirty", str(active.id))
-        return (
-            f"the manifest was damaged; rebuilt it from the vector index ({len(by_path)} "
-            f"documents, verified by the next ingest); the damaged file is kept as {aside.name}"
-        )
-
-    def _drop_generation(self, gen: Generation) -> None:
-        self._discard(gen)
-        self.manifest.forget(gen.id)
-
-    def _discard(self, gen: Generation) -> None:
-        """Delete a generation's Chroma collection and keyword-index files."""
-        store, _ = self.stores(gen)
-        store.drop()
-        self.stores.forget(gen)
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(self.settings.index_dir / gen.lexical) + suffix).unlink(missing_ok=True)
-
-    def _drop_legacy(self) -> None:
-        legacy = ChromaStore(self.settings, self.wanted, self.settings.collection)
-        legacy.drop()
-        for name in (LEGACY_FILE, "lexical.sqlite", "lexical.sqlite-wal", "lexical.sqlite-shm"):
-            (self.settings.index_dir / name).unlink(missing_ok=True)
+        self.recovery.reconcile_lexical(gen)
 
     # -- staleness -------------------------------------------------------------
     def stale_reason(self) -> str | None:
@@ -406,7 +288,7 @@ class IngestService:
             report.switched = True
             self.on_switch()
             if active is not None:
-                self._drop_generation(active)
+                self.recovery.drop_generation(active)
         self.manifest.set_meta("dirty", None)
 
     def _target(self, active: Generation | None, rebuild: bool) -> tuple[Generation, bool]:
@@ -415,7 +297,7 @@ class IngestService:
             return active, False
         building = self.manifest.building()
         if building is not None and (rebuild or not self._builds_wanted(building)):
-            self._drop_generation(building)
+            self.recovery.drop_generation(building)
             building = None
         if building is None:
             self._check_name_free()
@@ -423,7 +305,7 @@ class IngestService:
             building = self.manifest.new_generation(
                 w.embedding_model, w.embedding_dim, w.chunker, self.settings.collection
             )
-            self._discard(building)  # leftovers of a lost manifest must not leak in
+            self.recovery.discard(building)  # leftovers of a lost manifest must not leak in
         return building, True
 
     def _check_name_free(self) -> None:
