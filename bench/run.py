@@ -178,7 +178,7 @@ def bench_ingest(ctx: Context) -> dict[str, Any]:
     index = fresh(ctx.work / "index-ingest")
     runtime = runtime_with(settings_for(ctx, index, corpus.path), model)
     captured: list[tuple[list[str], np.ndarray]] = []
-    original = model.encode
+    original, original_in_context = model.encode, model.encode_in_context
 
     def capturing(
         batch_texts: Sequence[str],
@@ -189,12 +189,24 @@ def bench_ingest(ctx: Context) -> dict[str, Any]:
         captured.append((list(batch_texts), vectors))
         return vectors
 
+    def capturing_in_context(
+        batch_texts: Sequence[str],
+        spans: Sequence[Sequence[tuple[int, int]]],
+        batch_size: int = 32,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        vectors, parts = original_in_context(batch_texts, spans, batch_size, on_batch)
+        captured.append((list(batch_texts), vectors))
+        return vectors, parts
+
     model.encode = capturing  # type: ignore[method-assign,assignment]
+    model.encode_in_context = capturing_in_context  # type: ignore[method-assign,assignment]
     try:
         with timer() as took:
             report = runtime.ingest_service().ingest([corpus.path])
     finally:
         del model.encode
+        del model.encode_in_context
     ingest_s = took[0]
     raw_second = raw_encode(texts[1::2])
 

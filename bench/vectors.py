@@ -118,6 +118,25 @@ class BenchEmbedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return np.vstack([known[k] for k in keys]).astype(np.float32)
 
+    def encode_in_context(
+        self,
+        texts: Sequence[str],
+        spans: Sequence[Sequence[tuple[int, int]]],
+        batch_size: int = 32,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """As the int8 Embedder's: chunk vectors as :meth:`encode` gives them, sentence
+        vectors made up around them (their values matter no more than synthetic chunks')."""
+        vectors = self.encode(texts, batch_size, on_batch)
+        parts = []
+        for text, vector, ranges in zip(texts, vectors, spans, strict=True):
+            rng = np.random.default_rng(int(text_key(text)[:12], 16))
+            noise = rng.standard_normal((len(ranges), self.dimension)).astype(np.float32)
+            noise *= NOISE / np.linalg.norm(noise, axis=1, keepdims=True).clip(1e-9)
+            near = vector[None, :] + noise
+            parts.append(near / np.linalg.norm(near, axis=1, keepdims=True).clip(1e-9))
+        return vectors, parts
+
     def encode_query(self, text: str) -> np.ndarray:
         vector: np.ndarray = self.real.encode_query(text)
         return vector

@@ -130,3 +130,64 @@ def test_keyword_search_failing_on_its_thread_fails_the_search(corpus_runtime, m
     monkeypatch.setattr(corpus_runtime.lexical, "search", broken)
     with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
         corpus_runtime.retriever.search(PUTIN_2000, 5)
+
+
+def test_sentence_vectors_stored_at_ingest_are_used(tmp_path, embedder, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The int8 backend pools each sentence's vector from its chunk's embedding run at ingest;
+    re-ranking reads them instead of running the model on retrieved sentences."""
+    import numpy as np
+
+    from rag.services.extract import context_spans, sentence_spans
+
+    assert embedder.pools_in_context
+    runtime = make_runtime(tmp_path, embedder)
+    runtime.ingest_service().ingest()
+    chunks = runtime.store.all_chunks()
+    stored = runtime.lexical.sentence_vectors([c.id for c in chunks])
+    assert set(stored) == {c.id for c in chunks}
+    for chunk in chunks[:10]:
+        _, parts = embedder.encode_in_context([chunk.embed_text], [context_spans(chunk)])
+        assert stored[chunk.id].shape == (len(sentence_spans(chunk)), embedder.dimension)
+        assert np.allclose(stored[chunk.id], parts[0], atol=2e-3)  # float16 on disk
+    found = runtime.answer_service.retrieve(PUTIN_2000, 5)
+
+    def no_model(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("a stored sentence vector was computed again")
+
+    runtime.refresh()  # a fresh answer service: nothing in memory
+    monkeypatch.setattr(embedder, "encode_in_context", no_model)
+    again = runtime.answer_service.retrieve(PUTIN_2000, 5)
+    assert [p.chunk.id for p in again.passages] == [p.chunk.id for p in found.passages]
+    monkeypatch.undo()
+
+    # Without stored rows (an index from before, or rebuilt keyword index): computed on the
+    # fly, rounded as stored ones are: the same ranking.
+    runtime.lexical._db.execute("DELETE FROM sentence_vectors")
+    runtime.refresh()
+    computed = runtime.answer_service.retrieve(PUTIN_2000, 5)
+    assert [(p.chunk.id, p.score) for p in computed.passages] == [
+        (p.chunk.id, p.score) for p in found.passages
+    ]
+
+
+def test_sentence_vectors_follow_edits_and_deletes(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+    runtime = make_runtime(tmp_path, embedder)
+    service = runtime.ingest_service()
+    service.ingest()
+    rows = lambda: {r[0] for r in runtime.lexical._db.execute("SELECT id FROM sentence_vectors")}  # noqa: E731
+    assert rows() == runtime.lexical.ids()
+    doc = runtime.settings.corpus_dir / "002_218709f738487987.txt"
+    doc.write_text("A new first line about sanctions.\n" + doc.read_text())
+    report = service.ingest()
+    assert report.chunks_embedded > 0 and report.chunks_reused > 0
+    assert rows() == runtime.lexical.ids()  # stale rows gone, new ones written, reused kept
+    doc.unlink()
+    service.ingest(prune=True)
+    assert rows() == runtime.lexical.ids()
+
+
+def test_a_sentence_vector_pooled_over_a_whole_one_sentence_text_is_its_vector(embedder) -> None:  # type: ignore[no-untyped-def]
+    text = "Putin last visited North Korea in 2000."
+    vectors, parts = embedder.encode_in_context([text], [[(0, len(text)), (0, 5)]])
+    assert float(vectors[0] @ parts[0][0]) > 0.97  # all tokens but [CLS]/[SEP]
+    assert float(vectors[0] @ parts[0][1]) < float(vectors[0] @ parts[0][0])  # "Putin" alone

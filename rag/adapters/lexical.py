@@ -10,11 +10,15 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rag.models import Chunk
 from rag.services.text import STOPWORDS
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _SCHEMA = """
 PRAGMA journal_mode=WAL;
@@ -42,7 +46,15 @@ END;
 CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
     INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
 END;
+CREATE TABLE IF NOT EXISTS sentence_vectors(
+    id TEXT PRIMARY KEY,
+    dimension INTEGER NOT NULL,
+    vectors BLOB NOT NULL
+);
 """
+# sentence_vectors: per chunk id, the vectors of its sentences (in sentence_spans order) taken
+# from the chunk's own embedding run, float16.  Written with the chunk; a chunk without a row
+# (older index, vectors reused from elsewhere) gets them computed when a query needs them.
 # Columns added after the first release: indexes built before get them on open.
 _ADDED_COLUMNS = (
     ("heading", "TEXT NOT NULL DEFAULT ''"),
@@ -98,8 +110,19 @@ class LexicalIndex:
         self._idf_cache, self._total = {}, None
 
     # -- writes ------------------------------------------------------------
-    def upsert(self, chunks: Sequence[Chunk]) -> None:
+    def upsert(
+        self, chunks: Sequence[Chunk], sentence_vectors: Mapping[str, np.ndarray] | None = None
+    ) -> None:
+        """Insert or replace ``chunks`` (and, in the same transaction, any of their
+        ``sentence_vectors`` given: chunk id -> sentences x dimension)."""
+        import numpy as np
+
         self._idf_cache, self._total = {}, None
+        vector_rows = [
+            (cid, int(v.shape[1]), np.asarray(v, dtype=np.float16).tobytes())
+            for cid, v in (sentence_vectors or {}).items()
+            if v.ndim == 2
+        ]
         rows = [
             (
                 c.id,
@@ -123,6 +146,11 @@ class LexicalIndex:
                     f"INSERT INTO chunks({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO sentence_vectors(id, dimension, vectors) "
+                    "VALUES (?, ?, ?)",
+                    vector_rows,
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -132,7 +160,9 @@ class LexicalIndex:
         self._idf_cache, self._total = {}, None
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in ids])
+            gone = [(i,) for i in ids]
+            self._db.executemany("DELETE FROM chunks WHERE id = ?", gone)
+            self._db.executemany("DELETE FROM sentence_vectors WHERE id = ?", gone)
             self._db.execute("COMMIT")
 
     def clear(self) -> None:
@@ -140,9 +170,27 @@ class LexicalIndex:
         with self._lock:
             self._db.execute("BEGIN")
             self._db.execute("DELETE FROM chunks")
+            self._db.execute("DELETE FROM sentence_vectors")
             self._db.execute("COMMIT")
 
     # -- reads -------------------------------------------------------------
+    def sentence_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored sentence vectors of these chunks (float32; chunks without any: absent)."""
+        import numpy as np
+
+        out: dict[str, np.ndarray] = {}
+        with self._lock:
+            for i in range(0, len(ids), 500):
+                part = list(ids[i : i + 500])
+                marks = ",".join("?" * len(part))
+                for cid, dim, blob in self._db.execute(
+                    f"SELECT id, dimension, vectors FROM sentence_vectors WHERE id IN ({marks})",
+                    part,
+                ):
+                    out[cid] = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+                    out[cid] = out[cid].reshape(-1, dim)
+        return out
+
     def count(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM chunks").fetchone()[0])
@@ -226,9 +274,7 @@ class LexicalIndex:
         )
         args: list[object] = [match]
         if prefixes:
-            filtered += (
-                " AND (" + " OR ".join("c.path LIKE ? ESCAPE '\\'" for _ in prefixes) + ")"
-            )
+            filtered += " AND (" + " OR ".join("c.path LIKE ? ESCAPE '\\'" for _ in prefixes) + ")"
             args += [_like_prefix(p) for p in prefixes]
         filtered += " ORDER BY rank, c.id LIMIT ?"
         args.append(k)

@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,11 +77,21 @@ class OnnxInt8:
 
         return Tokenizer.from_str(self._json)
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(
+        self,
+        texts: list[str],
+        spans: Sequence[Sequence[tuple[int, int]]] | None = None,
+        parts: list[np.ndarray] | None = None,
+    ) -> np.ndarray:
         """One text per run: int8 activations are quantized with one scale per run, so in a
         padded batch a text's vector would depend on its neighbours; alone it does not (the
         same text always gets the same vector, as a question and as a chunk), and no time
-        goes to padding (batching gains onnxruntime little here)."""
+        goes to padding (batching gains onnxruntime little here).
+
+        ``spans`` (with ``parts``): character ranges of each text, e.g. its sentences; for
+        each text, ``parts`` receives a (ranges x dimension) array of the unit mean of the
+        token states inside each range, from the same run (a range's vector in the context of
+        its text, at no extra model cost)."""
         import numpy as np
 
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
@@ -95,7 +105,25 @@ class OnnxInt8:
             hidden = self.session.run(None, feed)[0][0]
             pooled = hidden[0] if self.pooling == "cls" else hidden.mean(axis=0)
             out[row] = pooled / max(float(np.linalg.norm(pooled)), 1e-12)
+            if spans is not None and parts is not None:
+                parts.append(_pool_ranges(hidden, encoding, spans[row], self.dimension))
         return out
+
+
+def _pool_ranges(
+    hidden: np.ndarray, encoding: Any, ranges: Sequence[tuple[int, int]], dimension: int
+) -> np.ndarray:
+    import numpy as np
+
+    offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+    real = np.asarray(encoding.special_tokens_mask, dtype=bool) == 0
+    out = np.zeros((len(ranges), dimension), dtype=np.float32)
+    for i, (start, end) in enumerate(ranges):
+        inside = real & (offsets[:, 0] < end) & (offsets[:, 1] > start)
+        if inside.any():
+            v = hidden[inside].mean(axis=0)
+            out[i] = v / max(float(np.linalg.norm(v)), 1e-12)
+    return out
 
 
 def _pooling_mode(model: Any) -> str:

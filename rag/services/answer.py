@@ -25,7 +25,13 @@ from rag.services.citations import (
     quote,
     support,
 )
-from rag.services.extract import SentenceSpan, answer_type, answer_type_match, sentence_spans
+from rag.services.extract import (
+    SentenceSpan,
+    answer_type,
+    answer_type_match,
+    context_spans,
+    sentence_spans,
+)
 from rag.services.retrieval import Retrieved, Retriever
 from rag.services.text import content_words, overlap, weighted_overlap
 
@@ -139,10 +145,9 @@ class AnswerService:
         # Caches, keyed by sentence text or chunk id (a chunk id names its content): the
         # same passages come back for many questions.
         self._vectors: Memo[str, np.ndarray] = Memo(SENTENCE_CACHE)
-        self._sentences: Memo[str, list[tuple[SentenceSpan, frozenset[str]]]] = Memo(
-            CHUNK_CACHE
-        )
+        self._sentences: Memo[str, list[tuple[SentenceSpan, frozenset[str]]]] = Memo(CHUNK_CACHE)
         self._words: Memo[str, frozenset[str]] = Memo(CHUNK_CACHE)
+        self._context: Memo[str, np.ndarray] = Memo(CHUNK_CACHE)
 
     def backend(self, name: str | None) -> Choice:
         """The named backend, built once (a lock: two first requests load one model)."""
@@ -167,7 +172,8 @@ class AnswerService:
             return self.retriever.search(question, k, paths, merge=merge)
         pool = self.retriever.search(question, max(k, RERANK_POOL), paths, merge=False)
         best: dict[str, float] = {}
-        for candidate in self.rank_sentences(question, pool.vector, pool.passages):
+        in_context = self.embedder.pools_in_context
+        for candidate in self.rank_sentences(question, pool.vector, pool.passages, in_context):
             best.setdefault(candidate.passage.chunk.id, candidate.score)
         ranked = sorted(
             pool.passages, key=lambda p: (-best.get(p.chunk.id, -9.0), -p.score, p.chunk.id)
@@ -205,13 +211,27 @@ class AnswerService:
         return got
 
     def rank_sentences(
-        self, question: str, vector: np.ndarray, passages: list[Passage]
+        self,
+        question: str,
+        vector: np.ndarray,
+        passages: list[Passage],
+        in_context: bool = False,
     ) -> list[Candidate]:
-        """Retrieved sentences, best answer first: meaning, shared words, passage rank."""
+        """Retrieved sentences, best answer first: meaning, shared words, passage rank.
+
+        A sentence's meaning is its own embedding, or with ``in_context`` its vector pooled
+        from its passage's embedding run (stored at ingest: no model run at query time).
+        Re-ranking the pool uses the second (on SQuAD, recall@1 +0.5 points and nothing
+        worse); choosing the answer sentence uses the first (its citations were 2 points
+        better that way)."""
+
         raw = [(p, span, said) for p in passages for span, said in self._chunk_sentences(p.chunk)]
         if not raw:
             return []
-        similarity = self._sentence_vectors([span.text for _, span, _ in raw]) @ vector
+        if in_context:
+            similarity = self._context_vectors([p.chunk for p in passages]) @ vector
+        else:
+            similarity = self._sentence_vectors([span.text for _, span, _ in raw]) @ vector
         asked = content_words(question)
         # IDF, smoothed: on a small corpus raw IDF lets one incidental rare word dominate
         weights = {w: IDF_FLOOR + v for w, v in self.retriever.lexical.idf(asked).items()}
@@ -236,6 +256,30 @@ class AnswerService:
                 )
             )
         return sorted(scored, key=lambda c: (-c.score, c.passage.chunk.path, c.start_line))
+
+    def _context_vectors(self, chunks: list[Chunk]) -> np.ndarray:
+        """The chunks' sentence vectors in context, stacked in sentence order: from memory,
+        else from the keyword index (written at ingest), else computed now."""
+        import numpy as np
+
+        got = {c.id: self._context.get(c.id) for c in chunks}
+        wanted = {c.id: len(self._chunk_sentences(c)) for c in chunks}
+        missing = [cid for cid, v in got.items() if v is None]
+        if missing:
+            for cid, vectors in self.retriever.lexical.sentence_vectors(missing).items():
+                if vectors.shape[0] == wanted[cid]:
+                    got[cid] = self._context.put(cid, vectors)
+        todo = [c for c in dict((c.id, c) for c in chunks).values() if got[c.id] is None]
+        if todo:
+            _, parts = self.embedder.encode_in_context(
+                [c.embed_text for c in todo], [context_spans(c) for c in todo]
+            )
+            for chunk, vectors in zip(todo, parts, strict=True):
+                # rounded as the stored ones are (float16), so both give the same ranking
+                rounded = vectors.astype(np.float16).astype(np.float32)
+                got[chunk.id] = self._context.put(chunk.id, rounded)
+        stacked: list[np.ndarray] = [v for c in chunks if (v := got[c.id]) is not None]
+        return np.vstack(stacked)
 
     def _sentence_vectors(self, texts: list[str]) -> np.ndarray:
         """Embeddings of sentences, cached: the same passages come back for many questions."""

@@ -18,6 +18,8 @@ class SentenceSpan:
     start_line: int
     end_line: int
     text: str
+    start_char: int = 0  # where the sentence starts and ends in the chunk's text
+    end_char: int = 0
 
 
 def _blocks(chunk: Chunk) -> list[list[tuple[int, str]]]:
@@ -39,6 +41,7 @@ def sentence_spans(chunk: Chunk) -> list[SentenceSpan]:
     columns); otherwise (one paragraph or heading per line) it ends a sentence.
     """
     spans: list[SentenceSpan] = []
+    line_at = _line_offsets(chunk)
     for block in _blocks(chunk):
         longest = max(len(t) for _, t in block)
         wrapped = longest <= WRAP_MAX
@@ -48,17 +51,39 @@ def sentence_spans(chunk: Chunk) -> list[SentenceSpan]:
             if not (wrapped and len(text) >= WRAP_RATIO * longest):
                 pieces.append([])  # a hard line end
         for piece in (p for p in pieces if p):
-            joined, starts = "", []
+            joined = ""
+            starts: list[tuple[int, int, int]] = []  # (offset in joined, line, offset in chunk)
             for number, text in piece:
                 if joined:
                     joined += " "
-                starts.append((len(joined), number))
+                lead = len(text) - len(text.lstrip())
+                starts.append((len(joined), number, line_at.get(number, 0) + lead))
                 joined += text.strip()
             for s in sentences(joined):
-                first = max(n for offset, n in starts if offset <= s.start)
-                last = max(n for offset, n in starts if offset < s.end)
-                spans.append(SentenceSpan(first, last, s.text))
+                first = max(i for i, (offset, _, _) in enumerate(starts) if offset <= s.start)
+                last = max(i for i, (offset, _, _) in enumerate(starts) if offset < s.end)
+                start_char = starts[first][2] + s.start - starts[first][0]
+                end_char = starts[last][2] + s.end - starts[last][0]
+                spans.append(
+                    SentenceSpan(starts[first][1], starts[last][1], s.text, start_char, end_char)
+                )
     return spans
+
+
+def context_spans(chunk: Chunk) -> list[tuple[int, int]]:
+    """Where the chunk's sentences are in the text that is embedded for it (its
+    ``embed_text``: the heading, if any, comes first)."""
+    shift = len(chunk.heading) + 1 if chunk.heading else 0
+    return [(s.start_char + shift, s.end_char + shift) for s in sentence_spans(chunk)]
+
+
+def _line_offsets(chunk: Chunk) -> dict[int, int]:
+    """Where each line of the chunk starts in its text."""
+    out, offset = {}, 0
+    for number, text in chunk_lines(chunk):
+        out[number] = offset
+        offset += len(text) + 1
+    return out
 
 
 _MONTHS = r"january|february|march|april|may|june|july|august|september|october|november|december"

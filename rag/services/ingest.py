@@ -35,6 +35,7 @@ from rag.config import Settings
 from rag.errors import EmptyCorpusError, IndexStateError
 from rag.models import Chunk
 from rag.services.chunker import Chunker
+from rag.services.extract import context_spans
 from rag.services.loader import Document, Skipped, Source, discover, read
 from rag.services.manifest import (
     FileEntry,
@@ -115,6 +116,7 @@ class _Work:
     chunks: list[Chunk]
     vectors: dict[str, Any]  # chunk id -> vector, filled as they are reused or embedded
     old: FileEntry | None
+    sentences: dict[str, Any] = field(default_factory=dict)  # chunk id -> sentence vectors
 
 
 def _same_stat(entry: FileEntry | None, source: Source) -> bool:
@@ -400,17 +402,26 @@ class IngestService:
         for start in range(0, len(pending) or 1, step):
             group = pending[start : start + step]
             if group:
-                vectors = self.embedder.encode(
-                    [getattr(c, "embed_text", c.text) for c in group],
-                    batch_size=self.settings.embedding_batch_size,
-                    on_batch=lambda n: self.progress.advance("embed", n),
-                )
+                vectors, parts = self._embed(group)
                 report.chunks_embedded += len(group)
-                for chunk, vector in zip(group, vectors, strict=True):
+                for i, (chunk, vector) in enumerate(zip(group, vectors, strict=True)):
                     for work in owners[chunk.id]:
                         work.vectors[chunk.id] = vector
+                        if parts is not None:
+                            work.sentences[chunk.id] = parts[i]
             while queue and all(c.id in queue[0].vectors for c in queue[0].chunks):
                 self._write_file(target, queue.pop(0), report)
+
+    def _embed(self, group: list[Chunk]) -> tuple[np.ndarray, list[np.ndarray] | None]:
+        """Vectors of the chunks, and (int8 backend) of their sentences from the same runs,
+        kept for re-ranking so that a query never embeds a retrieved passage's sentences."""
+        texts = [c.embed_text for c in group]
+        batch = self.settings.embedding_batch_size
+        advance = lambda n: self.progress.advance("embed", n)  # noqa: E731
+        if getattr(self.embedder, "pools_in_context", False):
+            spans = [context_spans(c) for c in group]
+            return self.embedder.encode_in_context(texts, spans, batch, advance)
+        return self.embedder.encode(texts, batch_size=batch, on_batch=advance), None
 
     def _write_file(self, target: Generation, work: _Work, report: IngestReport) -> None:
         store, lexical = self.stores(target)
@@ -433,7 +444,7 @@ class IngestService:
         if work.chunks:
             matrix = np.asarray([work.vectors[c.id] for c in work.chunks], dtype=np.float32)
             store.upsert(work.chunks, matrix)
-            lexical.upsert(work.chunks)
+            lexical.upsert(work.chunks, work.sentences)
         stale = sorted(old_ids - set(new_ids))
         store.delete(stale)
         lexical.delete(stale)
