@@ -52,6 +52,8 @@ SEARCH_TOP_K = 5
 # What the service asks Chroma for: Retriever.search(k=max(top_k, RERANK_POOL=20)) queries
 # depth max(4 * k, 20) = 80; the raw baseline asks for the same.
 DENSE_DEPTH = 80
+# Bump when what an index holds changes (2: sentence vectors beside the chunks): tiers rebuild.
+TIER_LAYOUT = 2
 LLAMA_MAX_TOKENS = 48  # answers are one line (the backend stops at a newline)
 LLAMA_SLOW_S = 60.0
 SECTIONS = ("ingest", "int8", "retrieval", "server", "llamacpp", "squad")
@@ -336,7 +338,7 @@ def build_tier(ctx: Context, chunks: int) -> tuple[Path, CorpusInfo, dict[str, A
     cache = VectorCache(ctx.work, ctx.index_embedder.model_id)
     mode: Mode = "real" if ctx.scale.embed_tiers else "synthetic"
     stamp_file = index / ".bench-stamp.json"
-    stamp = {"cached_vectors": cache.count(), "mode": mode}
+    stamp = {"cached_vectors": cache.count(), "mode": mode, "layout": TIER_LAYOUT}
     if stamp_file.is_file() and json.loads(stamp_file.read_text()) != stamp:
         shutil.rmtree(index)  # more real vectors than when it was built: build it again
     stand_in = BenchEmbedder(ctx.index_embedder, cache, mode)
@@ -347,7 +349,7 @@ def build_tier(ctx: Context, chunks: int) -> tuple[Path, CorpusInfo, dict[str, A
     build_s = took[0]
     with timer() as took:
         again = runtime.ingest_service().ingest([corpus.path])
-    stamp = {"cached_vectors": cache.count(), "mode": mode}
+    stamp = {"cached_vectors": cache.count(), "mode": mode, "layout": TIER_LAYOUT}
     stamp_file.write_text(json.dumps(stamp))
     cache.close()
     del runtime
