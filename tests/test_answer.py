@@ -197,3 +197,13 @@ def test_one_thread_query_embedding_matches_the_batch(torch_embedder) -> None:  
     assert torch.get_num_threads() == before
     batch = torch_embedder.encode([text, "an unrelated and much longer second sentence to pad"])[0]
     assert np.allclose(single, batch, atol=1e-5)
+
+
+def test_int8_question_vector_is_the_chunk_vector_of_the_same_text(embedder) -> None:  # type: ignore[no-untyped-def]
+    """Questions run on their own one-thread session; the vectors must not differ by a bit."""
+    import numpy as np
+
+    texts = ["When did Putin last visit North Korea?", "Pyongyang " * 40]
+    batch = embedder.encode(texts)
+    for text, row in zip(texts, batch, strict=True):
+        assert np.array_equal(embedder.encode_query(text), row)

@@ -231,12 +231,12 @@ class Embedder:
         return out, parts
 
     def encode_query(self, text: str) -> np.ndarray:
-        """One short text, on one torch thread: about as fast as two on an idle machine
-        (14 vs 12 ms), several times faster when the cores are busy, and it leaves the other
-        core to the keyword search that runs beside it (see bench/README.md)."""
-        if self._model is None:
-            first: np.ndarray = self.encode([text])[0]
-            return first
+        """One short text (a question) on one thread, leaving the other core to the keyword
+        search that runs beside it: int8, a one-thread onnxruntime session (bit-identical
+        to the batch path); torch, one intra-op thread (14 vs 12 ms on an idle machine,
+        several times faster when the cores are busy).  See bench/README.md."""
+        if self._int8 is not None:
+            return self._int8.encode_one(text)
         import torch
 
         torch.set_num_threads(1)  # per calling thread (OpenMP), restored below
