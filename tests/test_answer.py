@@ -207,3 +207,31 @@ def test_int8_question_vector_is_the_chunk_vector_of_the_same_text(embedder) -> 
     batch = embedder.encode(texts)
     for text, row in zip(texts, batch, strict=True):
         assert np.array_equal(embedder.encode_query(text), row)
+
+
+def test_a_new_question_embeds_only_a_few_sentences(corpus_runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Re-ranking reads stored vectors in context; only the REFINE best answer sentences are
+    embedded on their own, and merged passages take their parts' vectors."""
+    from rag.services.answer import REFINE
+
+    corpus_runtime.refresh()  # nothing in memory
+    service = corpus_runtime.answer_service
+    embedder = service.embedder
+    seen: list[int] = []
+    encode, in_context = embedder.encode, embedder.encode_in_context
+
+    def counting(texts, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(len(texts))
+        return encode(texts, *args, **kwargs)
+
+    def refused(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("a passage was run through the model at query time")
+
+    monkeypatch.setattr(embedder, "encode", counting)
+    monkeypatch.setattr(embedder, "encode_in_context", refused)
+    answer = service.ask(PUTIN_2000, backend="extractive")
+    assert "2000" in answer.answer and not answer.abstained
+    assert 0 < sum(seen) <= REFINE  # not the ~100 sentences of the 20-passage pool
+    monkeypatch.setattr(embedder, "encode", encode)
+    monkeypatch.setattr(embedder, "encode_in_context", in_context)
+    corpus_runtime.refresh()
