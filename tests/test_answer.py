@@ -235,3 +235,15 @@ def test_a_new_question_embeds_only_a_few_sentences(corpus_runtime, monkeypatch)
     monkeypatch.setattr(embedder, "encode", encode)
     monkeypatch.setattr(embedder, "encode_in_context", in_context)
     corpus_runtime.refresh()
+
+
+def test_int8_vectors_do_not_depend_on_which_session_runs_them(embedder) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    texts = [f"Sentence number {i} about the summit in Pyongyang." * (1 + i % 3) for i in range(9)]
+    together = embedder.encode(texts)  # spread over one session per core
+    alone = np.vstack([embedder.encode([t]) for t in texts])  # the default session
+    assert np.array_equal(together, alone)
+    vectors, parts = embedder.encode_in_context(texts, [[(0, 8)] for _ in texts])
+    assert np.array_equal(vectors, together) and len(parts) == len(texts)
+    assert np.array_equal(parts[4], embedder.encode_in_context([texts[4]], [[(0, 8)]])[1][0])
