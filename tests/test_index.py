@@ -308,3 +308,31 @@ def test_a_chunker_change_builds_beside_the_old_index_and_switches_when_done(
     old.refresh()
     assert old.generation.id == report.generation  # type: ignore[union-attr]
     assert old.retriever.search(question, 5).passages
+
+
+def test_an_index_built_with_torch_keeps_answering_until_int8_replaces_it(
+    tmp_path: Path, torch_embedder, embedder
+) -> None:  # type: ignore[no-untyped-def]
+    """What an upgrade meets: an index embedded with the old default (torch fp32) is queried
+    with torch until `rag ingest` has built the int8 one beside it and switched."""
+    from tests.conftest import PUTIN_2000, make_runtime
+
+    old = make_runtime(
+        tmp_path, torch_embedder, embedding_backend="torch", llm_backend="extractive"
+    )
+    old.ingest_service().ingest()
+    assert old.generation is not None and not old.generation.embedding_model.endswith("+onnx-int8")
+    answer = old.answer_service.ask(PUTIN_2000)
+    assert "2000" in answer.answer and answer.citations  # the torch path answers too
+
+    new = make_runtime(tmp_path, embedder, llm_backend="extractive")  # the default: int8
+    assert new.ingest_service().stale_reason() == (
+        "the index was built with other embedding or chunking settings"
+    )
+    assert new.query_embedder.model_id == old.generation.embedding_model  # torch, for now
+    assert "2000" in new.answer_service.ask(PUTIN_2000).answer
+    new.ingest_service().ingest()
+    new.refresh()
+    assert new.generation is not None and new.generation.embedding_model.endswith("+onnx-int8")
+    assert new.query_embedder is embedder
+    assert "2000" in new.answer_service.ask(PUTIN_2000).answer
