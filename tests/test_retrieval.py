@@ -184,6 +184,16 @@ def test_sentence_vectors_follow_edits_and_deletes(tmp_path, embedder) -> None: 
     doc.unlink()
     service.ingest(prune=True)
     assert rows() == runtime.lexical.ids()
+    report = service.ingest(rebuild=True)  # a new generation: vectors carried, not embedded
+    assert report.chunks_embedded == 0 and report.switched
+    runtime.refresh()
+    assert rows() == runtime.lexical.ids() and rows()
+    # the keyword index out of step with Chroma: rebuilt from it, sentence vectors kept
+    drop_three = "DELETE FROM chunks WHERE rowid IN (SELECT rowid FROM chunks LIMIT 3)"
+    runtime.lexical._db.execute(drop_three)
+    runtime.ingest_service().reconcile_lexical()
+    assert runtime.lexical.ids() == set(runtime.store.collection.get(include=[])["ids"])
+    assert rows() == runtime.lexical.ids()
 
 
 def test_a_sentence_vector_pooled_over_a_whole_one_sentence_text_is_its_vector(embedder) -> None:  # type: ignore[no-untyped-def]

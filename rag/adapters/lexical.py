@@ -81,6 +81,21 @@ def _like_prefix(prefix: str) -> str:
     return escaped + "%"
 
 
+def _row(c: Chunk) -> tuple[object, ...]:
+    return (
+        c.id,
+        c.path,
+        c.start_line,
+        c.end_line,
+        c.start_char,
+        c.end_char,
+        c.text,
+        c.heading,
+        c.page,
+        c.page_first_line,
+    )
+
+
 class LexicalIndex:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,21 +138,7 @@ class LexicalIndex:
             for cid, v in (sentence_vectors or {}).items()
             if v.ndim == 2
         ]
-        rows = [
-            (
-                c.id,
-                c.path,
-                c.start_line,
-                c.end_line,
-                c.start_char,
-                c.end_char,
-                c.text,
-                c.heading,
-                c.page,
-                c.page_first_line,
-            )
-            for c in chunks
-        ]
+        rows = [_row(c) for c in chunks]
         with self._lock:
             self._db.execute("BEGIN")
             try:
@@ -164,6 +165,27 @@ class LexicalIndex:
             self._db.executemany("DELETE FROM chunks WHERE id = ?", gone)
             self._db.executemany("DELETE FROM sentence_vectors WHERE id = ?", gone)
             self._db.execute("COMMIT")
+
+    def replace_all(self, chunks: Sequence[Chunk]) -> None:
+        """Hold exactly ``chunks`` (a rebuild from the vector index), in one transaction.
+        Stored sentence vectors of chunks that stay are kept (ids name content)."""
+        self._idf_cache, self._total = {}, None
+        rows = [_row(c) for c in chunks]
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute("DELETE FROM chunks")
+                self._db.executemany(
+                    f"INSERT INTO chunks({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                self._db.execute(
+                    "DELETE FROM sentence_vectors WHERE id NOT IN (SELECT id FROM chunks)"
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def clear(self) -> None:
         self._idf_cache, self._total = {}, None

@@ -381,17 +381,22 @@ class IngestService:
         store, _ = self.stores(target)
         ids = sorted({c.id for w in todo for c in w.chunks})
         known = store.embeddings_for(ids) if ids else {}
+        carried: dict[str, Any] = {}  # sentence vectors of chunks carried from `previous`
         if previous is not None and previous.embedding_model == target.embedding_model:
-            old_store, _ = self.stores(previous)
+            old_store, old_lexical = self.stores(previous)
             if old_store.exists():
                 rest = [i for i in ids if i not in known]
-                known.update(old_store.embeddings_for(rest) if rest else {})
+                reused = old_store.embeddings_for(rest) if rest else {}
+                known.update(reused)
+                carried = old_lexical.sentence_vectors(sorted(reused)) if reused else {}
         pending: list[Chunk] = []
         owners: dict[str, list[_Work]] = {}  # chunk id -> the files waiting for its vector
         for work in todo:
             for chunk in work.chunks:
                 if chunk.id in known:
                     work.vectors[chunk.id] = known[chunk.id]
+                    if chunk.id in carried:
+                        work.sentences[chunk.id] = carried[chunk.id]
                     report.chunks_reused += 1
                 else:
                     pending.append(chunk)

@@ -128,8 +128,7 @@ class Recovery:
         store, lexical = self.stores(gen)
         if not store.exists() or lexical.count() == store.count():
             return
-        lexical.clear()
-        lexical.upsert(store.all_chunks())
+        lexical.replace_all(store.all_chunks())
 
     def _rebuild_manifest(self, exc: ManifestDamagedError) -> str:
         active = read_active_file(self.settings.index_dir)
