@@ -201,26 +201,3 @@ def test_a_sentence_vector_pooled_over_a_whole_one_sentence_text_is_its_vector(e
     vectors, parts = embedder.encode_in_context([text], [[(0, len(text)), (0, 5)]])
     assert float(vectors[0] @ parts[0][0]) > 0.97  # all tokens but [CLS]/[SEP]
     assert float(vectors[0] @ parts[0][1]) < float(vectors[0] @ parts[0][0])  # "Putin" alone
-
-
-def test_a_replaced_retriever_lets_its_keyword_threads_go(corpus_runtime) -> None:  # type: ignore[no-untyped-def]
-    import gc
-    import threading
-
-    from rag.services.retrieval import Retriever
-
-    def keyword_threads() -> int:
-        return sum(t.name.startswith("rag-keywords") for t in threading.enumerate())
-
-    before = keyword_threads()
-    r = corpus_runtime.retriever
-    scratch = Retriever(r.settings, r.embedder, r.store, r.lexical)
-    scratch.search(PUTIN_2000, 5)
-    assert keyword_threads() > before
-    del scratch
-    gc.collect()
-    for _ in range(50):
-        if keyword_threads() == before:
-            break
-        threading.Event().wait(0.05)
-    assert keyword_threads() == before

@@ -14,7 +14,6 @@ import os
 import shutil
 import tempfile
 import threading
-import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -170,7 +169,6 @@ class OnnxInt8:
                 self._sessions = [self._session(threads=1) for _ in range(count)]
                 if count > 1:
                     self._pool = ThreadPoolExecutor(count, thread_name_prefix="rag-embed")
-                    weakref.finalize(self, self._pool.shutdown, False)
             return self._sessions
 
 

@@ -4,7 +4,6 @@ with neighbouring chunks of one file merged into one passage."""
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -57,8 +56,6 @@ class Retriever:
         with self._executor_lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(2, thread_name_prefix="rag-keywords")
-                # a retriever is replaced when the index switches generation: its threads go
-                weakref.finalize(self, self._executor.shutdown, False)
             return self._executor
 
     def search(
