@@ -178,7 +178,7 @@ def test_a_stricter_threshold_drops_weak_citations() -> None:
 
 
 def test_memo_is_bounded_and_keeps_the_newest() -> None:
-    from rag.services.answer import Memo
+    from rag.services.sentence_vectors import Memo
 
     memo: Memo[str, int] = Memo(3)
     for i in range(5):

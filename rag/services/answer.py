@@ -9,13 +9,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING
 
 from rag.adapters.embedder import Embedder
 from rag.adapters.llm.select import Choice, make_backend
 from rag.config import Settings
 from rag.errors import InputError
-from rag.models import Answer, Chunk, Citation, Passage, Source, Timings
+from rag.models import Answer, Citation, Passage, Source, Timings
 from rag.prompts import DEFAULT_PROMPTS_DIR, load_prompt
 from rag.services.citations import (
     Evidence,
@@ -29,10 +29,9 @@ from rag.services.extract import (
     SentenceSpan,
     answer_type,
     answer_type_match,
-    context_spans,
-    sentence_spans,
 )
 from rag.services.retrieval import Retrieved, Retriever
+from rag.services.sentence_vectors import SentenceVectors
 from rag.services.text import content_words, overlap, weighted_overlap
 
 if TYPE_CHECKING:
@@ -49,33 +48,7 @@ EVIDENCE_SENTENCES = 4  # sentences shown to a small model
 W_SIM, W_OVERLAP, W_RANK, W_TYPE = 0.5, 0.5, 0.05, 0.15
 IDF_FLOOR = 0.5
 RERANK_POOL = 20  # passages from hybrid search that sentence scoring re-ranks
-SENTENCE_CACHE = 20_000  # sentence embeddings kept (~30 MB at 384 dimensions)
-CHUNK_CACHE = 5_000  # chunks whose sentences and words are kept
 REFINE = 8  # best answer sentences (by vectors in context) scored again with their own
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class Memo(Generic[K, V]):
-    """A bounded map, oldest entry dropped first; safe to share between request threads."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._data: dict[K, V] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: K) -> V | None:
-        return self._data.get(key)
-
-    def put(self, key: K, value: V) -> V:
-        with self._lock:
-            while len(self._data) >= self.size:
-                self._data.pop(next(iter(self._data)))
-            self._data[key] = value
-        return value
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 @dataclass(frozen=True)
@@ -143,13 +116,7 @@ class AnswerService:
         self.prompts_dir = prompts_dir
         self._backends: dict[str, Choice] = {default.backend: default}
         self._backend_lock = threading.Lock()
-        # Caches, keyed by sentence text or chunk id (a chunk id names its content): the
-        # same passages come back for many questions.
-        self._vectors: Memo[str, np.ndarray] = Memo(SENTENCE_CACHE)
-        self._sentences: Memo[str, list[tuple[SentenceSpan, frozenset[str]]]] = Memo(CHUNK_CACHE)
-        self._words: Memo[str, frozenset[str]] = Memo(CHUNK_CACHE)
-        self._context: Memo[str, np.ndarray] = Memo(CHUNK_CACHE)
-        self._context_text: Memo[str, np.ndarray] = Memo(SENTENCE_CACHE)
+        self.meaning = SentenceVectors(embedder, retriever.lexical)
 
     def backend(self, name: str | None) -> Choice:
         """The named backend, built once (a lock: two first requests load one model)."""
@@ -174,7 +141,7 @@ class AnswerService:
             return self.retriever.search(question, k, paths, merge=merge)
         pool = self.retriever.search(question, max(k, RERANK_POOL), paths, merge=False)
         best: dict[str, float] = {}
-        in_context = self.embedder.pools_in_context
+        in_context = self.meaning.pools_in_context
         for candidate in self.rank_sentences(question, pool.vector, pool.passages, in_context):
             best.setdefault(candidate.passage.chunk.id, candidate.score)
         ranked = sorted(
@@ -194,23 +161,7 @@ class AnswerService:
         asked = content_words(question)
         if not asked:
             return True
-        return any(overlap(asked, self._chunk_words(p.chunk)) > 0 for p in found.passages)
-
-    def _chunk_words(self, chunk: Chunk) -> frozenset[str]:
-        words = self._words.get(chunk.id)
-        if words is None:
-            words = self._words.put(chunk.id, frozenset(content_words(chunk.text)))
-        return words
-
-    def _chunk_sentences(self, chunk: Chunk) -> list[tuple[SentenceSpan, frozenset[str]]]:
-        """The chunk's sentences, each with its content words."""
-        got = self._sentences.get(chunk.id)
-        if got is None:
-            got = self._sentences.put(
-                chunk.id,
-                [(span, frozenset(content_words(span.text))) for span in sentence_spans(chunk)],
-            )
-        return got
+        return any(overlap(asked, self.meaning.words(p.chunk)) > 0 for p in found.passages)
 
     def rank_sentences(
         self,
@@ -231,13 +182,13 @@ class AnswerService:
         new question are embedded).
         """
 
-        raw = [(p, span, said) for p in passages for span, said in self._chunk_sentences(p.chunk)]
+        raw = [(p, span, said) for p in passages for span, said in self.meaning.sentences(p.chunk)]
         if not raw:
             return []
         if in_context:
-            similarity = self._context_vectors([p.chunk for p in passages]) @ vector
+            similarity = self.meaning.in_context([p.chunk for p in passages]) @ vector
         else:
-            similarity = self._sentence_vectors([span.text for _, span, _ in raw]) @ vector
+            similarity = self.meaning.own([span.text for _, span, _ in raw]) @ vector
         asked = content_words(question)
         # IDF, smoothed: on a small corpus raw IDF lets one incidental rare word dominate
         weights = {w: IDF_FLOOR + v for w, v in self.retriever.lexical.idf(asked).items()}
@@ -249,7 +200,7 @@ class AnswerService:
             return order
         best = {(id(c.passage), c.start_line, c.text) for c in order[:refine]}
         top = [item for item in raw if (id(item[0]), item[1].start_line, item[1].text) in best]
-        own = self._sentence_vectors([span.text for _, span, _ in top]) @ vector
+        own = self.meaning.own([span.text for _, span, _ in top]) @ vector
         again = self._score(top, own, weights, kind, question, rank)
         again.sort(key=lambda c: (-c.score, c.passage.chunk.path, c.start_line))
         return again + order[refine:]
@@ -282,69 +233,6 @@ class AnswerService:
                 )
             )
         return scored
-
-    def _context_vectors(self, chunks: list[Chunk]) -> np.ndarray:
-        """The chunks' sentence vectors in context, stacked in sentence order: from memory,
-        else from the keyword index (written at ingest), else computed now.  A merged
-        passage (neighbours joined: id ``a+b``) takes its parts' vectors by sentence text."""
-        import numpy as np
-
-        got = {c.id: self._context.get(c.id) for c in chunks}
-        wanted = {c.id: len(self._chunk_sentences(c)) for c in chunks}
-        missing = [cid for cid, v in got.items() if v is None and "+" not in cid]
-        if missing:
-            for cid, vectors in self.retriever.lexical.sentence_vectors(missing).items():
-                if vectors.shape[0] == wanted[cid]:
-                    got[cid] = self._remember(cid, vectors)
-        todo = [c for c in dict((c.id, c) for c in chunks).values() if got[c.id] is None]
-        merged = [c for c in todo if "+" in c.id]
-        todo = [c for c in todo if "+" not in c.id]
-        if todo:
-            _, parts = self.embedder.encode_in_context(
-                [c.embed_text for c in todo], [context_spans(c) for c in todo]
-            )
-            for chunk, vectors in zip(todo, parts, strict=True):
-                # rounded as the stored ones are (float16), so both give the same ranking
-                got[chunk.id] = self._remember(
-                    chunk.id, vectors.astype(np.float16).astype(np.float32)
-                )
-        for chunk in merged:
-            texts = [span.text for span, _ in self._chunk_sentences(chunk)]
-            known = [self._context_text.get(t) for t in texts]
-            alone = [t for t, v in zip(texts, known, strict=True) if v is None]
-            if alone:  # a sentence across the join: its own embedding stands in
-                extra = iter(self._sentence_vectors(alone))
-                known = [v if v is not None else next(extra) for v in known]
-            rows = [v for v in known if v is not None]
-            got[chunk.id] = self._context.put(
-                chunk.id, np.vstack(rows) if rows else np.zeros((0, self.embedder.dimension))
-            )
-        stacked: list[np.ndarray] = [v for c in chunks if (v := got[c.id]) is not None]
-        return np.vstack(stacked)
-
-    def _remember(self, chunk_id: str, vectors: np.ndarray) -> np.ndarray:
-        """Keep a chunk's vectors in context, by chunk id and by sentence text."""
-        chunk_sentences = self._sentences.get(chunk_id) or []
-        for (span, _), row in zip(chunk_sentences, vectors, strict=False):
-            self._context_text.put(span.text, row)
-        return self._context.put(chunk_id, vectors)
-
-    def _sentence_vectors(self, texts: list[str]) -> np.ndarray:
-        """Embeddings of sentences, cached: the same passages come back for many questions."""
-        import numpy as np
-
-        got: dict[str, np.ndarray] = {}
-        missing = []
-        for text in dict.fromkeys(texts):
-            vector = self._vectors.get(text)
-            if vector is None:
-                missing.append(text)
-            else:
-                got[text] = vector
-        if missing:
-            for text, vector in zip(missing, self.embedder.encode(missing), strict=True):
-                got[text] = self._vectors.put(text, vector)
-        return np.vstack([got[t] for t in texts])
 
     # -- answering -----------------------------------------------------------
     def ask(
@@ -380,7 +268,7 @@ class AnswerService:
         )
         candidates = (
             self.rank_sentences(
-                question, found.vector, passages, self.embedder.pools_in_context, REFINE
+                question, found.vector, passages, self.meaning.pools_in_context, REFINE
             )
             if passages
             else []
