@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import json
 import logging
+import operator
 import os
 import platform
 import shutil
@@ -689,117 +691,33 @@ def targets(results: dict[str, Any], scale: Scale) -> list[dict[str, Any]]:
     m = results["measurements"]
     big = label(max(scale.tiers))
     llama = f"threads_{scale.llama_threads[0] or 'cores'}"  # as configured by default
-    rows: list[tuple[str, str, Any, str, Callable[[Any], bool]]] = [
-        (
-            "1",
-            "ingest / raw encode throughput",
-            get(m, "ingest", "ratio"),
-            ">= 0.90",
-            lambda v: v >= 0.90,
-        ),
-        (
-            "2",
-            f"search p50 at {big} (ms, all requests)",
-            get(m, "retrieval", big, "all", "p50_ms"),
-            "<= 20",
-            lambda v: v <= 20,
-        ),
-        (
-            "2",
-            f"search p50 at {big} / raw Chroma p50",
-            get(m, "retrieval", big, "ratio_p50_to_raw_chroma"),
-            "<= 3",
-            lambda v: v <= 3,
-        ),
-        (
-            "2",
-            f"search p99 at {big} (ms, all requests)",
-            get(m, "retrieval", big, "all", "p99_ms"),
-            "<= 60",
-            lambda v: v <= 60,
-        ),
-        (
-            "2",
-            f"search p50 at {big}, warm (ms)",
-            get(m, "retrieval", big, "warm", "p50_ms"),
-            "<= 20",
-            lambda v: v <= 20,
-        ),
-        (
-            "2",
-            f"search p99 at {big}, warm (ms)",
-            get(m, "retrieval", big, "warm", "p99_ms"),
-            "<= 60",
-            lambda v: v <= 60,
-        ),
-        (
-            "3",
-            "POST /v1/ask p50, 1 client, cold (ms)",
-            get(m, "server", "ask_1_client_cold", "p50_ms"),
-            "<= 60",
-            lambda v: v <= 60,
-        ),
-        (
-            "3",
-            "POST /v1/ask p50, 1 client, warm (ms)",
-            get(m, "server", "ask_1_client_warm", "p50_ms"),
-            "<= 60",
-            lambda v: v <= 60,
-        ),
-        (
-            "4",
-            "server RSS after load (MB)",
-            get(m, "server", "rss_after_load_mb", "VmHWM"),
-            "<= 1536",
-            lambda v: v <= 1536,
-        ),
-        (
-            "5",
-            "cold start to /readyz (s)",
-            get(m, "server", "cold_start_s"),
-            "<= 5",
-            lambda v: v <= 5,
-        ),
-        (
-            "6",
-            f"llamacpp time outside the model, cold ({llama})",
-            get(m, "llamacpp", llama, "outside_model_share_cold"),
-            "<= 0.05",
-            lambda v: v <= 0.05,
-        ),
-        (
-            "6",
-            f"llamacpp time outside the model, warm ({llama})",
-            get(m, "llamacpp", llama, "outside_model_share_warm"),
-            "<= 0.05",
-            lambda v: v <= 0.05,
-        ),
-        (
-            "7",
-            "re-ingest unchanged / first ingest",
-            get(m, "ingest", "reingest_share"),
-            "<= 0.05",
-            lambda v: v <= 0.05,
-        ),
-        (
-            "8",
-            "int8 / fp32 encode throughput",
-            get(m, "int8", "speedup"),
-            ">= 2.0",
-            lambda v: v >= 2.0,
-        ),
-        (
-            "8",
-            "SQuAD recall@5 int8 - fp32 (points)",
-            get(m, "squad", "delta_points"),
-            ">= -1",
-            lambda v: v >= -1,
-        ),
-    ]
+    search = functools.partial(get, m, "retrieval", big)
+    srv = functools.partial(get, m, "server")
+    llm = functools.partial(get, m, "llamacpp", llama)
+    outside = "llamacpp time outside the model"
+    # (issue item, metric, measured value, target: a comparison and a number)
+    rows: list[tuple[str, str, Any, str]] = [
+        ("1", "ingest / raw encode throughput", get(m, "ingest", "ratio"), ">= 0.90"),
+        ("2", f"search p50 at {big} (ms, all requests)", search("all", "p50_ms"), "<= 20"),
+        ("2", f"search p50 at {big} / raw Chroma p50", search("ratio_p50_to_raw_chroma"), "<= 3"),
+        ("2", f"search p99 at {big} (ms, all requests)", search("all", "p99_ms"), "<= 60"),
+        ("2", f"search p50 at {big}, warm (ms)", search("warm", "p50_ms"), "<= 20"),
+        ("2", f"search p99 at {big}, warm (ms)", search("warm", "p99_ms"), "<= 60"),
+        ("3", "POST /v1/ask p50, 1 client, cold (ms)", srv("ask_1_client_cold", "p50_ms"), "<= 60"),
+        ("3", "POST /v1/ask p50, 1 client, warm (ms)", srv("ask_1_client_warm", "p50_ms"), "<= 60"),
+        ("4", "server RSS after load (MB)", srv("rss_after_load_mb", "VmHWM"), "<= 1536"),
+        ("5", "cold start to /readyz (s)", srv("cold_start_s"), "<= 5"),
+        ("6", f"{outside}, cold ({llama})", llm("outside_model_share_cold"), "<= 0.05"),
+        ("6", f"{outside}, warm ({llama})", llm("outside_model_share_warm"), "<= 0.05"),
+        ("7", "re-ingest unchanged / first ingest", get(m, "ingest", "reingest_share"), "<= 0.05"),
+        ("8", "int8 / fp32 encode throughput", get(m, "int8", "speedup"), ">= 2.0"),
+        ("8", "SQuAD recall@5 int8 - fp32 (points)", get(m, "squad", "delta_points"), ">= -1"),
+    ]  # fmt: skip
+    compare = {"<=": operator.le, ">=": operator.ge}
     return [
         {"issue_item": item, "metric": name, "value": value, "target": target,
-         "met": None if value is None else bool(check(value))}
-        for item, name, value, target, check in rows
+         "met": None if value is None else bool(compare[target[:2]](value, float(target[3:])))}
+        for item, name, value, target in rows
     ]  # fmt: skip
 
 
