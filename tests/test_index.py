@@ -336,3 +336,24 @@ def test_an_index_built_with_torch_keeps_answering_until_int8_replaces_it(
     assert new.generation is not None and new.generation.embedding_model.endswith("+onnx-int8")
     assert new.query_embedder is embedder
     assert "2000" in new.answer_service.ask(PUTIN_2000).answer
+
+
+def test_a_build_killed_before_its_collection_existed_is_dropped_and_started_again(
+    tmp_path: Path, embedder
+) -> None:  # type: ignore[no-untyped-def]
+    """Found by the kill -9 suite: a kill between writing the new generation's row and
+    creating its collection left a `building` generation without a collection."""
+    old = make_runtime(tmp_path, embedder, chunk_size=128)
+    old.ingest_service().ingest()
+    new = make_runtime(tmp_path, embedder, chunk_size=48)
+    w = new.index_info
+    new.manifest.connect(create=True)
+    gen = new.manifest.new_generation(
+        w.embedding_model, w.embedding_dim, w.chunker, new.settings.collection
+    )  # ... and killed here
+    assert not new.stores(gen)[0].exists()
+    new.ingest_service().check()
+    assert new.manifest.building() is None
+    assert [g.id for g in new.manifest.generations()] == [old.generation.id]  # type: ignore[union-attr]
+    report = new.ingest_service().ingest()
+    assert report.switched and new.manifest.active().chunker == w.chunker  # type: ignore[union-attr]

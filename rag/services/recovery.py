@@ -7,7 +7,8 @@ runs it at start-up.
   chunks are missing are marked pending (the next ingest finishes them), BM25 re-synced.
 - a damaged manifest is rebuilt from the vector index that ``ACTIVE.json`` names, and every
   file is re-verified by the next ingest; the damaged file is kept beside it.
-- retired generations, and builds for settings no longer wanted, are dropped.
+- retired generations, builds for settings no longer wanted, and builds killed before their
+  collection existed (nothing was written to them) are dropped.
 """
 
 from __future__ import annotations
@@ -74,8 +75,10 @@ class Recovery:
             notes.append("an index made by an older version of rag was found; it is rebuilt")
         for gen in self.manifest.generations():
             if gen.state == "retired" or (
-                gen.state == "building" and not builds_wanted(gen, self.wanted)
+                gen.state == "building"
+                and (not builds_wanted(gen, self.wanted) or not self.stores(gen)[0].exists())
             ):
+                # a build killed before its collection was created holds nothing: start over
                 self.drop_generation(gen)
         dirty = self.manifest.get_meta("dirty")
         for gen in self.manifest.generations():
