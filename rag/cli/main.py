@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -282,6 +284,15 @@ def chat(
         raise typer.Exit(code)
 
 
+def _announce_page(server: Any, url: str) -> None:
+    """Once the server answers, the last line printed: where to open the page."""
+    while not server.started:
+        if server.should_exit:
+            return
+        time.sleep(0.1)
+    typer.echo(f"\nopen {url}/ in a browser to ask your documents", err=True)
+
+
 @app.command()
 @friendly
 def serve(
@@ -327,14 +338,18 @@ def serve(
         api: Any = None  # each worker process builds its own app from RAG_* variables
     else:
         api = create_app(settings)
-    typer.echo(f"rag is serving on {url}  (API docs: {url}/docs)", err=True)
+    typer.echo(f"rag is serving on {url}  (the page: {url}/  API docs: {url}/docs)", err=True)
     auth = ' -H "Authorization: Bearer $RAG_API_KEY"' if settings.api_key else ""
     typer.echo(
         f"try:  curl -s {url}/v1/ask -H 'Content-Type: application/json'{auth} -d '{example}'",
         err=True,
     )
     if api is not None:
-        uvicorn.run(api, host=settings.host, port=settings.port, log_level="info")
+        server = uvicorn.Server(
+            uvicorn.Config(api, host=settings.host, port=settings.port, log_level="info")
+        )
+        threading.Thread(target=_announce_page, args=(server, url), daemon=True).start()
+        server.run()
         return
     # Worker processes read their settings from the environment: pass the flags on.
     for name, value in overrides.items():
