@@ -296,7 +296,11 @@
     });
     list.replaceChildren(...rows);
     const first = list.querySelector(".cited");
-    if (first) first.scrollIntoView({ block: "center" });
+    if (first) {
+      // only the panel scrolls (scrollIntoView would move the page too)
+      const head = panel.querySelector(".panel-head").offsetHeight;
+      panel.scrollTop = Math.max(0, first.offsetTop - head - (panel.clientHeight - head) / 3);
+    }
     announce(`Opened ${c.path}, ${$("panel-where").textContent}`);
   }
 
@@ -404,9 +408,18 @@
         el("div", { class: "answer-body" }, el("p", { class: "answer-text streaming" })),
       ),
     );
-    $("conversation").append(turn);
-    turn.scrollIntoView({ block: "end" });
+    const log = $("conversation");
+    log.append(turn);
+    log.scrollTop = log.scrollHeight;
     return turn;
+  }
+
+  // Keep the newest text in sight, unless the reader scrolled up to read something else.
+  function follow(always) {
+    const log = $("conversation");
+    if (always || log.scrollHeight - log.scrollTop - log.clientHeight < 120) {
+      log.scrollTop = log.scrollHeight;
+    }
   }
 
   async function ask(question) {
@@ -425,13 +438,17 @@
       });
       let done = null;
       for await (const { event, data } of sseEvents(response)) {
-        if (event === "token") streaming.textContent += data.text;
+        if (event === "token") {
+          streaming.textContent += data.text;
+          follow();
+        }
         else if (event === "done") done = data;
         else if (event === "error") throw new ApiError(200, data.error || {});
         // "citations" arrives before "done", which carries them too
       }
       if (!done) throw new ApiError(0, { message: "the answer stream ended early" });
       renderDone(turn, done);
+      follow(true);
       state.history.push({
         question,
         query: done.query || done.question || question,
@@ -465,6 +482,10 @@
     return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
   }
 
+  function plural(n, word) {
+    return `${n} ${word}${n === 1 ? "" : "s"}`;
+  }
+
   function docPathUrl(path) {
     return "/v1/documents/" + path.split("/").map(encodeURIComponent).join("/");
   }
@@ -479,8 +500,9 @@
       return;
     }
     $("index-state").textContent =
-      `${list.count} document${list.count === 1 ? "" : "s"}, ${list.chunks} chunks · ` +
+      `${plural(list.count, "document")}, ${plural(list.chunks, "chunk")} · ` +
       `index version ${list.index_version}`;
+    loadStatus();
     if (!list.documents.length) {
       rows.replaceChildren(
         el("tr", {}, el("td", { colspan: "5", text: "The index holds no documents yet." })),
@@ -540,7 +562,8 @@
       parts.push(`${name} ${p.done}/${p.total}`);
     }
     if (job.state === "succeeded") {
-      parts.push(`${job.files.indexed} indexed, ${job.chunks.written} chunks written`);
+      parts.push(`${plural(job.files.indexed, "file")} indexed, ` +
+        `${plural(job.chunks.written, "chunk")} written`);
     }
     return parts.join(" · ");
   }
@@ -602,7 +625,7 @@
   async function loadStatus() {
     try {
       const ready = await (await api("/readyz")).json();
-      const parts = [`${ready.index.documents} documents`];
+      const parts = [plural(ready.index.documents, "document")];
       if (ready.llm) parts.push(ready.llm.backend);
       $("status").textContent = parts.join(" · ");
     } catch (err) {
