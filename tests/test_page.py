@@ -22,6 +22,7 @@ import pytest
 
 from tests.api_support import copy_corpus, wait_job
 from tests.conftest import OFF_TOPIC, PUTIN_2000, PUTIN_2000_LINES, free_port, sed_lines
+from tests.test_formats import PAGES, make_pdf
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "page"
@@ -92,6 +93,7 @@ def site(cli_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
     home = tmp_path_factory.mktemp("page")
     corpus = copy_corpus(home / "corpus")
     (corpus / XSS_NAME).write_text(XSS_TEXT)
+    (corpus / "report.pdf").write_bytes(make_pdf(PAGES))
     env = {
         **cli_env,
         "RAG_CORPUS_DIR": str(corpus),
@@ -423,4 +425,23 @@ def test_keyboard_only(tab: Page) -> None:
     page.keyboard.press("Escape")
     assert page.is_hidden("#panel")
     assert page.evaluate("document.activeElement.classList.contains('chip')")  # back where it was
+    tab.check_clean()
+
+
+def test_a_pdf_citation_shows_page_and_line(tab: Page) -> None:
+    tab.open()
+    page = tab.page
+    turn = tab.ask("What is the launch code set by the board?", 1)
+    chip = turn.locator(".chip").first
+    assert chip.get_attribute("data-path") == "report.pdf"
+    assert chip.locator(".chip-where").inner_text().startswith("report.pdf:p2:L")
+    chip.click()
+    rows = _cited_rows(tab)
+    page_lines = PAGES[1]
+    first_of_page = len(PAGES[0]) + 1  # global line where page 2 starts
+    for number, shown, text in rows:
+        assert text == page_lines[number - first_of_page]
+        assert shown == str(number - first_of_page + 1)  # the page's own line in the margin
+    assert page.inner_text("#panel-where").startswith("page 2, line")
+    tab.shots("10-pdf-citation")
     tab.check_clean()
