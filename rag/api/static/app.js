@@ -275,25 +275,15 @@
       note.textContent = "This file changed after it was indexed: the cited lines may have moved.";
       note.hidden = false;
     }
-    const rows = doc.lines.map((line) => {
-      const cited = line.number >= doc.start && line.number <= doc.end;
-      const number = line.page ? `${line.page_line}` : `${line.number}`;
-      return el(
-        "li",
-        {
-          class: cited ? "line cited" : "line",
-          "data-line": line.number,
-          "data-page": line.page,
-          "aria-current": cited ? "true" : null,
-        },
-        el("span", {
-          class: "ln",
-          text: number,
-          "aria-label": line.page ? `page ${line.page} line ${line.page_line}` : `line ${number}`,
-        }),
-        el("span", { class: "lt" }, cited ? markWords(line.text, support) : line.text),
-      );
-    });
+    const rows = [];
+    let page = null;
+    for (const line of doc.lines) {
+      if (line.page && line.page !== page) {
+        page = line.page;
+        rows.push(el("li", { class: "page-break", text: `page ${page}` }));
+      }
+      rows.push(lineRow(doc, line, support));
+    }
     list.replaceChildren(...rows);
     const first = list.querySelector(".cited");
     if (first) {
@@ -302,6 +292,26 @@
       panel.scrollTop = Math.max(0, first.offsetTop - head - (panel.clientHeight - head) / 3);
     }
     announce(`Opened ${c.path}, ${$("panel-where").textContent}`);
+  }
+
+  function lineRow(doc, line, support) {
+    const cited = line.number >= doc.start && line.number <= doc.end;
+    const number = line.page ? `${line.page_line}` : `${line.number}`;
+    return el(
+      "li",
+      {
+        class: cited ? "line cited" : "line",
+        "data-line": line.number,
+        "data-page": line.page,
+        "aria-current": cited ? "true" : null,
+      },
+      el("span", {
+        class: "ln",
+        text: number,
+        "aria-label": line.page ? `page ${line.page} line ${line.page_line}` : `line ${number}`,
+      }),
+      el("span", { class: "lt" }, cited ? markWords(line.text, support) : line.text),
+    );
   }
 
   function describeLines(a, b) {
@@ -355,9 +365,13 @@
               onclick: (event) => openLines(c, null, event.currentTarget),
             },
             el("span", { class: "chip-where", text: anchor(c) }),
-            el("span", { class: "score", text: ` score ${Number(s.score).toFixed(2)}` }),
           ),
-          el("span", { class: "snippet", text: snippet(s.text) }),
+          el(
+            "span",
+            { class: "snippet" },
+            el("span", { class: "score", text: `score ${Number(s.score).toFixed(2)} · ` }),
+            snippet(s.text),
+          ),
         ),
       );
     }
