@@ -82,9 +82,10 @@ def _require_browser() -> Any:
 
 
 class Site:
-    def __init__(self, url: str, corpus: Path) -> None:
+    def __init__(self, url: str, corpus: Path, log: Path) -> None:
         self.url = url
         self.corpus = corpus
+        self.log = log
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,7 @@ def site(cli_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
         assert wait_job(client, accepted.json()["job"]["id"])["state"] == "succeeded"
         shutil.rmtree(ARTIFACTS, ignore_errors=True)
         ARTIFACTS.mkdir(parents=True)
-        yield Site(url, corpus)
+        yield Site(url, corpus, log)
         print(f"\nscreenshots of the page: {ARTIFACTS}")
     finally:
         proc.terminate()
@@ -233,6 +234,14 @@ def _cited_rows(tab: Page) -> list[tuple[int, str, str]]:
 
 
 # -- the tests ---------------------------------------------------------------------------------
+def test_serve_ends_its_start_by_printing_the_page_url(site: Site) -> None:
+    """The last line of the start (after uvicorn's own), before any request is logged."""
+    text = site.log.read_text()
+    started = text.index("Uvicorn running on")
+    shown = text.index(f"open {site.url}/ in a browser to ask your documents")
+    assert started < shown < text.index('"GET /healthz')
+
+
 def test_the_page_asks_for_the_key_once_and_keeps_it_for_the_tab(tab: Page) -> None:
     page = tab.page
     page.goto(tab.site.url + "/")

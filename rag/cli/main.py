@@ -7,8 +7,6 @@ import json
 import logging
 import os
 import sys
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -284,13 +282,17 @@ def chat(
         raise typer.Exit(code)
 
 
-def _announce_page(server: Any, url: str) -> None:
-    """Once the server answers, the last line printed: where to open the page."""
-    while not server.started:
-        if server.should_exit:
-            return
-        time.sleep(0.1)
-    typer.echo(f"\nopen {url}/ in a browser to ask your documents", err=True)
+def _serve_announcing(config: Any, page: str) -> None:
+    """Run uvicorn; once it listens, the last line of its start says where the page is."""
+    import uvicorn
+
+    class AnnouncingServer(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:  # before any request is served (and logged)
+                typer.echo(f"\nopen {page} in a browser to ask your documents", err=True)
+
+    AnnouncingServer(config).run()
 
 
 @app.command()
@@ -345,11 +347,8 @@ def serve(
         err=True,
     )
     if api is not None:
-        server = uvicorn.Server(
-            uvicorn.Config(api, host=settings.host, port=settings.port, log_level="info")
-        )
-        threading.Thread(target=_announce_page, args=(server, url), daemon=True).start()
-        server.run()
+        config = uvicorn.Config(api, host=settings.host, port=settings.port, log_level="info")
+        _serve_announcing(config, f"{url}/")
         return
     # Worker processes read their settings from the environment: pass the flags on.
     for name, value in overrides.items():
