@@ -19,6 +19,7 @@
   const state = {
     history: [], // {question, query, answer} of each answered turn
     asking: false,
+    controller: null, // aborts the answer in progress (a new conversation)
     opener: null, // the element that opened the panel (focus returns there)
     keyWaiters: null, // pending requests waiting for the key dialog
   };
@@ -107,7 +108,8 @@
       let response;
       try {
         response = await fetch(path, Object.assign({}, opts, { headers: headers(opts.headers) }));
-      } catch (_) {
+      } catch (err) {
+        if (opts.signal && opts.signal.aborted) throw err;
         throw new ApiError(0, {
           code: "network",
           message: "the server cannot be reached",
@@ -447,8 +449,11 @@
     const streaming = turn.querySelector(".streaming");
     const body = { question, stream: true };
     if (state.history.length) body.history = state.history.slice(-HISTORY_SENT);
+    const controller = new AbortController();
+    state.controller = controller;
     try {
       const response = await api("/v1/ask", {
+        signal: controller.signal,
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
         body: JSON.stringify(body),
@@ -472,15 +477,23 @@
         answer: done.abstained ? "" : done.answer,
       });
     } catch (err) {
+      if (controller.signal.aborted) return; // a new conversation dropped this question
       turn.setAttribute("aria-busy", "false");
       turn.querySelector(".answer-body").replaceChildren(errorBox(err));
     } finally {
-      state.asking = false;
-      $("ask-button").disabled = false;
+      if (state.controller === controller) {
+        state.controller = null;
+        state.asking = false;
+        $("ask-button").disabled = false;
+      }
     }
   }
 
   function newConversation() {
+    if (state.controller) state.controller.abort(); // the server stops generating too
+    state.controller = null;
+    state.asking = false;
+    $("ask-button").disabled = false;
     state.history = [];
     closePanel();
     const log = $("conversation");
@@ -557,6 +570,12 @@
       button.textContent = "Confirm delete";
       button.setAttribute("aria-label", `Confirm: delete ${d.path} from the index`);
       announce(`Press again to delete ${d.path}.`);
+      window.setTimeout(() => {
+        if (button.disabled) return;
+        button.dataset.confirm = "";
+        button.textContent = "Delete";
+        button.setAttribute("aria-label", `Delete ${d.path} from the index`);
+      }, 6000);
       return;
     }
     button.disabled = true;
