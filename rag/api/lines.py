@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import bisect
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -25,6 +27,7 @@ from rag.services.paths import PathNotAllowedError, PathNotFoundError, PathPolic
 
 MAX_RADIUS = 200  # lines of context on each side
 MAX_SPAN = 2000  # lines one range may ask for (before the context)
+CACHED_DOCUMENTS = 8  # read documents kept (a PDF is extracted once, not at every citation)
 
 
 class LineRangeError(InputError):
@@ -101,11 +104,33 @@ def locate(policy: PathPolicy, manifest: Manifest, path: str) -> Path:
     return real
 
 
-def _document(real: Path, path: str, max_bytes: int) -> Document:
-    got = read(Source(abs_path=real, rel_path=path), max_bytes)
-    if not isinstance(got, Document):
-        raise InputError(f"cannot show {path[:200]}: {got.reason}", "only readable documents")
-    return got
+class _Recent:
+    """The last few documents read, keyed by real path, size and modification time."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._docs: OrderedDict[tuple[Path, int, int], tuple[Document, list[str]]] = OrderedDict()
+
+    def get(self, real: Path, path: str, max_bytes: int) -> tuple[Document, list[str]]:
+        stat = real.stat()
+        key = (real, stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            if key in self._docs:
+                self._docs.move_to_end(key)
+                return self._docs[key]
+        got = read(Source(abs_path=real, rel_path=path), max_bytes)
+        if not isinstance(got, Document):
+            raise InputError(f"cannot show {path[:200]}: {got.reason}", "only readable documents")
+        entry = (got, [line.text for line in split_lines(got.text)])
+        with self._lock:
+            self._docs[key] = entry
+            while len(self._docs) > self.size:
+                self._docs.popitem(last=False)
+        return entry
+
+
+_recent = _Recent(CACHED_DOCUMENTS)
 
 
 def check_range(start: int, end: int | None, total: int) -> int:
@@ -140,8 +165,7 @@ def document_lines(
 ) -> DocumentLines:
     """Lines ``start..end`` of document ``path`` with ``radius`` lines around them."""
     real = locate(policy, manifest, path)
-    doc = _document(real, path, max_bytes)
-    lines = [line.text for line in split_lines(doc.text)]
+    doc, lines = _recent.get(real, path, max_bytes)
     last = check_range(start, end, len(lines))
     first_shown = max(1, start - radius)
     last_shown = min(len(lines), last + radius)
