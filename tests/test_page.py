@@ -411,6 +411,16 @@ def test_markup_in_documents_stays_text(tab: Page) -> None:
     assert injected == 0
     page.wait_for_timeout(300)  # an onerror handler would have fired by now
     tab.check_clean()
+    # And the browser enforces the page's CSP: an inline script, even one put in by a
+    # script of the page, does not run.
+    ran = page.evaluate(
+        """() => { const s = document.createElement("script");
+                   s.textContent = "window.__ran = true"; document.body.append(s);
+                   return window.__ran === true; }"""
+    )
+    assert ran is False
+    page.wait_for_function("() => window.__csp.length > 0")
+    assert page.evaluate("window.__csp")[0].startswith("script-src")
 
 
 def test_keyboard_only(tab: Page) -> None:
