@@ -15,6 +15,7 @@ import time
 from functools import cached_property
 
 from rag.adapters.embedder import Embedder
+from rag.adapters.generations import GenerationStores
 from rag.adapters.lexical import LexicalIndex
 from rag.adapters.llm.select import Choice, make_backend
 from rag.adapters.lock import IndexLock, IndexLockedError
@@ -25,7 +26,7 @@ from rag.answering.retrieval import Retriever
 from rag.config import Settings
 from rag.errors import IndexMismatchError, IndexMissingError, RagError
 from rag.indexing.chunker import CHUNKER_VERSION, Chunker
-from rag.indexing.ingest import GenerationStores, IngestService, Progress
+from rag.indexing.ingest import IngestService, Progress
 
 log = logging.getLogger(__name__)
 
