@@ -47,8 +47,7 @@ from rag.runtime import Runtime
 log = logging.getLogger("bench")
 ROOT = Path(__file__).resolve().parent.parent
 SQUAD_RECORD = Path(__file__).resolve().parent / "squad_recall.json"
-# The SQuAD benchmark: ../shared beside the checkout (as CI lays it out), or --squad-dir.
-SQUAD_DIR = Path(os.environ.get("BENCH_SQUAD_DIR") or ROOT.parent / "shared" / "benchmarks" / "squad")
+SQUAD_DIR = Path("/work/shared/benchmarks/squad")
 FP32_MODEL = "all-MiniLM-L6-v2"
 INT8_MODEL = FP32_MODEL + "+onnx-int8"
 SEARCH_TOP_K = 5
@@ -626,7 +625,7 @@ def bench_squad(ctx: Context) -> dict[str, Any]:
             return {**json.loads(SQUAD_RECORD.read_text()), "source": "recorded"}
         return {"skipped": "no recorded result; run with BENCH_SCALE=full or --squad"}
     if not (SQUAD_DIR / "golden.jsonl").is_file():
-        return {"skipped": f"{SQUAD_DIR} not found (give --squad-dir or BENCH_SQUAD_DIR)"}
+        return {"skipped": f"{SQUAD_DIR} not found"}
     out: dict[str, Any] = {}
     runs: tuple[tuple[str, str], ...] = (("fp32", FP32_MODEL), ("int8", INT8_MODEL))
     if os.environ.get("BENCH_SQUAD") == "int8" and SQUAD_RECORD.is_file():
@@ -901,12 +900,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"comma-separated: {','.join(SECTIONS)}",
     )
     parser.add_argument("--squad", action="store_true", help="run the SQuAD evaluations now")
-    parser.add_argument(
-        "--squad-dir",
-        type=Path,
-        default=SQUAD_DIR,
-        help="the SQuAD benchmark folder (corpus/ and golden.jsonl); default ../shared beside the checkout",
-    )
     args = parser.parse_args(argv)  # fmt: skip
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     log.setLevel(logging.INFO)
@@ -918,8 +911,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         scale = Scale(**{**asdict(scale), "tiers": tuple(int(t) for t in tiers.split(","))})
     if args.squad or os.environ.get("BENCH_SQUAD") in ("1", "int8"):
         scale = Scale(**{**asdict(scale), "squad": True})
-    global SQUAD_DIR
-    SQUAD_DIR = args.squad_dir.resolve()
     return run(scale, args.work.resolve(), args.out.resolve(), skip)
 
 
