@@ -26,14 +26,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive
 
 from rag.adapters.llm.base import LLM
+from rag.answering.answer import MAX_QUESTION_CHARS, AnswerService
+from rag.answering.conversation import Conversation, Rewrite, history_turn
 from rag.api.errors import DeadlineExceededError
 from rag.api.limits import Gates
 from rag.api.metrics import Metrics
 from rag.api.schemas import AskRequest
 from rag.errors import RagError
 from rag.models import Answer
-from rag.services.answer import MAX_QUESTION_CHARS, AnswerService
-from rag.services.conversation import Conversation, Rewrite, history_turn
 
 log = logging.getLogger(__name__)
 

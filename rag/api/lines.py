@@ -1,10 +1,10 @@
 """A document's numbered lines around a range: what the web page shows beside a citation.
 
-The lines are the document's text as ingest reads it (``rag.services.loader``), so their
+The lines are the document's text as ingest reads it (``rag.indexing.loader``), so their
 numbers are the ones citations use: a text file's own lines, an HTML file's visible text on
 its source lines, a PDF's extracted lines (each also with its page and its line on that
 page).  Only documents inside the allowed roots are read, by the rules every path the API
-takes follows (``rag.services.paths``): a document is named as citations name it, relative to
+takes follows (``rag.api.paths``): a document is named as citations name it, relative to
 the corpus folder; no ``..``, no absolute path, and its real path (links resolved) must lie
 inside an allowed root.
 """
@@ -19,11 +19,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from rag.adapters.manifest import Manifest
+from rag.api.paths import PathNotAllowedError, PathNotFoundError, PathPolicy, check_text
 from rag.errors import InputError
-from rag.services.chunker import split_lines
-from rag.services.loader import Document, Source, read
-from rag.services.manifest import Manifest
-from rag.services.paths import PathNotAllowedError, PathNotFoundError, PathPolicy, check_text
+from rag.indexing.chunker import split_lines
+from rag.indexing.loader import Document, SourceFile, read
 
 MAX_RADIUS = 200  # lines of context on each side
 MAX_SPAN = 2000  # lines one range may ask for (before the context)
@@ -119,7 +119,7 @@ class _Recent:
             if key in self._docs:
                 self._docs.move_to_end(key)
                 return self._docs[key]
-        got = read(Source(abs_path=real, rel_path=path), max_bytes)
+        got = read(SourceFile(abs_path=real, rel_path=path), max_bytes)
         if not isinstance(got, Document):
             raise InputError(f"cannot show {path[:200]}: {got.reason}", "only readable documents")
         entry = (got, [line.text for line in split_lines(got.text)])
