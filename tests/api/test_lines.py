@@ -191,6 +191,22 @@ def test_follow_up_is_rewritten_from_history_like_rag_chat(api: Api) -> None:
     assert alone["query"] is None and alone["question"] == "What did he say?"
 
 
+@pytest.mark.parametrize(
+    "history",
+    [
+        [{"question": PUTIN_2000, "answer": "x"}] * 21,  # too many turns
+        [{"question": "  ", "answer": "x"}],  # a blank question
+        [{"question": PUTIN_2000, "said": "x"}],  # an unknown field
+        [{"question": PUTIN_2000, "answer": "x" * 8001}],
+    ],
+)
+def test_bad_history_is_refused_by_name(api: Api, history: list[dict[str, str]]) -> None:
+    got = api.client.post("/v1/ask", json={"question": "What did he say?", "history": history})
+    assert got.status_code == 422, got.text
+    error = error_of(got)
+    assert error["code"] == "validation_error" and "history" in error["message"]
+
+
 def test_the_page_and_its_files_need_no_key_and_carry_a_strict_csp(api: Api) -> None:
     page = httpx.get(f"{api.url}/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
