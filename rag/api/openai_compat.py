@@ -3,7 +3,7 @@
 Clients built for the OpenAI API (the ``openai`` SDK, Open WebUI, Continue, LangChain) talk
 to rag by its base URL.  A request's last user message is the question; the messages before
 it are the conversation, and a follow-up is rewritten into a standalone question as in
-`rag chat` (rag.services.conversation).  The answer text keeps its ``[n]`` markers and ends
+`rag chat` (rag.answering.conversation).  The answer text keeps its ``[n]`` markers and ends
 with the sources (``Sources: [1] file:Lx-Ly``); the whole answer object (structured
 citations, ``abstained``, ``confidence``...) rides along in the extra field ``rag`` of the
 response, and of the final chunk of a stream.
@@ -22,6 +22,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from rag.answering.answer import ABSTAIN_TEXT
+from rag.answering.conversation import Turn
 from rag.api.asking import AskRun, Event, deadline_error
 from rag.api.errors import UnknownModelError, openai_error_data
 from rag.api.openai_catalog import MODELS
@@ -31,12 +33,10 @@ from rag.api.openai_schemas import (
     OtherMessage,
     UserMessage,
 )
-from rag.api.schemas import AskRequest
+from rag.api.schemas import AskRequest, HistoryTurn
 from rag.config import Backend
 from rag.errors import InputError
 from rag.models import Answer
-from rag.services.answer import ABSTAIN_TEXT
-from rag.services.conversation import Turn
 
 PING_SECONDS = 15.0
 SOURCES_HEADING = "Sources:"
@@ -130,11 +130,21 @@ def conversation(
     return turns, question
 
 
-def ask_request(body: ChatCompletionRequest, query: str, backend: Backend | None) -> AskRequest:
-    """The /v1/ask request for ``query`` (not validated again: the answer service checks the
-    question's length and says so as /v1/ask does)."""
+def ask_request(
+    body: ChatCompletionRequest, turns: list[Turn], question: str, backend: Backend | None
+) -> AskRequest:
+    """The /v1/ask request: the question with the conversation as its ``history`` (rewritten
+    by the ask path as a follow-up; the messages' schema has already bounded what it holds)."""
+    history = [
+        HistoryTurn.model_construct(question=t.question, answer=t.answer, query=None) for t in turns
+    ]
     return AskRequest.model_construct(
-        question=query, top_k=body.top_k, paths=body.paths, backend=backend, stream=None
+        question=question,
+        top_k=body.top_k,
+        paths=body.paths,
+        backend=backend,
+        stream=None,
+        history=history or None,
     )
 
 
@@ -153,9 +163,10 @@ def content(answer: Answer) -> str:
     return answer.answer + trailer(answer)
 
 
-def extra(answer: Answer, rewrite: dict[str, str]) -> dict[str, Any]:
-    """The ``rag`` field: the whole answer object and how the question was rewritten."""
-    return {**answer.model_dump(mode="json"), "rewrite": rewrite}
+def extra(answer: Answer) -> dict[str, Any]:
+    """The ``rag`` field: the whole /v1/ask answer object (``query``: the rewritten
+    follow-up, if it was one)."""
+    return answer.model_dump(mode="json")
 
 
 class Completion:
@@ -166,7 +177,7 @@ class Completion:
         self.created = int(time.time())
         self.model = model
 
-    def response(self, answer: Answer, rewrite: dict[str, str]) -> dict[str, Any]:
+    def response(self, answer: Answer) -> dict[str, Any]:
         return {
             "id": self.id,
             "object": "chat.completion",
@@ -182,7 +193,7 @@ class Completion:
                 }
             ],
             "usage": None,
-            "rag": extra(answer, rewrite),
+            "rag": extra(answer),
         }
 
     def chunk(
@@ -209,7 +220,6 @@ async def chunks(
     completion: Completion,
     run: AskRun,
     first: Event,
-    rewrite: dict[str, str],
     deadline: float,
     timeout: float,
 ) -> AsyncIterator[bytes]:
@@ -239,7 +249,7 @@ async def chunks(
                     answer: Answer = value
                     text = trailer(answer) if streamed else content(answer)
                     yield data(completion.chunk({"content": text}))
-                    yield data(completion.chunk({}, "stop", rag=extra(answer, rewrite)))
+                    yield data(completion.chunk({}, "stop", rag=extra(answer)))
                     yield DONE
                     return
                 else:

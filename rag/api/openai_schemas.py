@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from rag.answering.answer import MAX_QUESTION_CHARS
 from rag.api.schemas import NOT_BLANK, Prefix, TopK
-from rag.services.answer import MAX_QUESTION_CHARS
 
 Text = Annotated[str, Field(max_length=100_000)]
 Question = Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS, pattern=NOT_BLANK)]
@@ -155,7 +155,7 @@ class ChatChoice(BaseModel):
 
 
 class ChatCompletion(BaseModel):
-    """A ``chat.completion``; ``rag`` is the /v1/ask answer object plus the rewrite."""
+    """A ``chat.completion``; ``rag`` is the /v1/ask answer object."""
 
     id: str
     object: Literal["chat.completion"]
@@ -164,7 +164,7 @@ class ChatCompletion(BaseModel):
     choices: list[ChatChoice]
     rag: dict[str, Any] = Field(
         description="The answer object of /v1/ask (citations with path, lines, quote, "
-        "verified, support; abstained; confidence...) and `rewrite` (question, query, method)."
+        "verified, support; abstained; confidence; query: the follow-up rewritten...)."
     )
 
 
@@ -198,7 +198,6 @@ COMPLETION_EXAMPLE: dict[str, Any] = {
         ],
         "abstained": False,
         "confidence": 0.93,
-        "rewrite": {"question": "...", "query": "...", "method": "unchanged", "note": ""},
         "...": "the rest of the /v1/ask answer object",
     },
 }

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from rag.api.asking import collect, first_event, in_thread
+from rag.api.asking import collect, first_event
 from rag.api.deps import AnswerServiceDep, DeadlineDep, ServicesDep, SettingsDep
 from rag.api.errors import UnknownModelError, UnsupportedParameterError, openai_responses
 from rag.api.openai_catalog import MODELS, Catalog, ModelCard, ModelList
@@ -29,8 +29,6 @@ from rag.api.openai_schemas import (
     ChatCompletionRequest,
 )
 from rag.config import Settings
-from rag.services.answer import MAX_QUESTION_CHARS
-from rag.services.conversation import Conversation, Rewrite
 
 router = APIRouter(tags=["OpenAI-compatible"])
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -90,45 +88,19 @@ async def chat_completions(
     backend = backend_of(body.model)
     turns, question = conversation(body.messages)
     timeout = settings.request_timeout
-    rewrite = Rewrite(question, question, "unchanged")
-    if turns:  # a follow-up becomes a standalone question, as in `rag chat`
-        choice = await run_in_threadpool(service.backend, backend)
-        # A model rewrite is a generation: it takes a slot of the backend like an answer.
-        gate = services.asker.gates.for_backend(choice.backend) if choice.llm else None
-        taken = await gate.acquire() if gate is not None else 0.0
-        try:
-            rewrite = await in_thread(
-                deadline.at,
-                timeout,
-                Conversation(turns).rewrite,
-                question,
-                choice.llm,
-                service.prompts_dir,
-            )
-        finally:
-            if gate is not None:
-                await gate.release(taken)
-        if len(rewrite.query) > MAX_QUESTION_CHARS:  # the question alone, then
-            note = f"the rewrite was longer than {MAX_QUESTION_CHARS} characters"
-            rewrite = Rewrite(question, question, "unchanged", note)
-    rewritten = {
-        "question": rewrite.question,
-        "query": rewrite.query,
-        "method": rewrite.method,
-        "note": rewrite.note,
-    }
     version = await run_in_threadpool(services.documents.index_version)
-    run = await services.asker.start(service, ask_request(body, rewrite.query, backend), version)
+    asked = ask_request(body, turns, question, backend)  # a follow-up is rewritten there
+    run = await services.asker.start(service, asked, version)
     completion = Completion(body.model)
     if not body.stream:
         answer = await collect(run, request.receive, deadline.at, timeout)
-        return JSONResponse(completion.response(answer, rewritten))
+        return JSONResponse(completion.response(answer))
     first = await first_event(run, request.receive, deadline.at, timeout)
     if first[0] == "error":  # failed before the first token: a JSON error, real status
         run.close()
         raise first[1]
     return StreamingResponse(
-        chunks(completion, run, first, rewritten, deadline.at, timeout),
+        chunks(completion, run, first, deadline.at, timeout),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )
