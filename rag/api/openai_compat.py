@@ -252,7 +252,7 @@ async def chunks(
                     yield data(completion.chunk({}, "stop", rag=extra(answer)))
                     yield DONE
                     return
-                else:
+                elif kind == "error":
                     yield data(openai_error_data(value))
                     return
             wait = min(PING_SECONDS, deadline - time.monotonic())
