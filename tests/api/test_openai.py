@@ -155,6 +155,17 @@ def test_llm_answer_streams_token_by_token(env: Env) -> None:
     assert whole.startswith(extra["answer"]) and whole.endswith(sources)
 
 
+def test_leaving_a_stream_stops_the_model(env: Env) -> None:
+    env.fake.mode = "slow"  # 60 tokens, 0.1 s apart
+    env.fake.closed_early.clear()
+    stream = ask(env, PUTIN_2000, model="rag-ollama", stream=True)
+    for seen, _ in enumerate(stream, 1):
+        if seen == 4:
+            break
+    stream.close()
+    assert env.fake.closed_early.wait(10)  # the model's stream was cut, not run to its end
+
+
 def test_failure_mid_stream_raises_in_the_client(env: Env) -> None:
     env.fake.mode = "broken"  # two tokens, then the model fails
     stream = ask(env, PUTIN_2000, model="rag-ollama", stream=True)
