@@ -9,8 +9,9 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from rag.api.asking import collect, first_event, in_thread, sse_events
-from rag.api.deps import AnswerServiceDep, DeadlineDep, ServicesDep, SettingsDep
+from rag.answering.answer import AnswerService
+from rag.api.asking import AskRun, Event, collect, first_event, in_thread, sse_events
+from rag.api.deps import AnswerServiceDep, DeadlineDep, Services, ServicesDep, SettingsDep
 from rag.api.errors import responses
 from rag.api.schemas import ANSWER_EXAMPLE, SSE_EXAMPLE, AskRequest, SearchRequest, SearchResponse
 from rag.models import Answer, Source
@@ -51,6 +52,23 @@ def wants_stream(body: AskRequest, request: Request) -> bool:
     return "text/event-stream" in request.headers.get("accept", "").lower()
 
 
+async def start_run(service: AnswerService, services: Services, body: AskRequest) -> AskRun:
+    """Start answering ``body`` against the index version of now (/v1/ask and the OpenAI
+    chat completions share it)."""
+    version = await run_in_threadpool(services.documents.index_version)
+    return await services.asker.start(service, body, version)
+
+
+async def opening_event(run: AskRun, request: Request, deadline: float, timeout: float) -> Event:
+    """A stream's first event; a failure before it is raised instead, so the client gets a
+    plain JSON error with its real status rather than a 200 stream holding one error."""
+    first = await first_event(run, request.receive, deadline, timeout)
+    if first[0] == "error":
+        run.close()
+        raise first[1]
+    return first
+
+
 @router.post(
     "/v1/ask",
     response_model=Answer,
@@ -65,15 +83,11 @@ async def ask(
     settings: SettingsDep,
     deadline: DeadlineDep,
 ) -> Any:
-    version = await run_in_threadpool(services.documents.index_version)
-    run = await services.asker.start(service, body, version)
+    run = await start_run(service, services, body)
     timeout = settings.request_timeout
     if not wants_stream(body, request):
         return await collect(run, request.receive, deadline.at, timeout)
-    first = await first_event(run, request.receive, deadline.at, timeout)
-    if first[0] == "error":  # failed before the first token: a plain JSON error, real status
-        run.close()
-        raise first[1]
+    first = await opening_event(run, request, deadline.at, timeout)
     return StreamingResponse(
         sse_events(run, first, deadline.at, timeout),
         media_type="text/event-stream",

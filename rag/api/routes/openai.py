@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from rag.api.asking import collect, first_event
+from rag.api.asking import collect
 from rag.api.deps import AnswerServiceDep, DeadlineDep, ServicesDep, SettingsDep
 from rag.api.errors import UnknownModelError, UnsupportedParameterError, openai_responses
 from rag.api.openai_catalog import MODELS, Catalog, ModelCard, ModelList
@@ -28,6 +28,7 @@ from rag.api.openai_schemas import (
     ChatCompletion,
     ChatCompletionRequest,
 )
+from rag.api.routes.ask import opening_event, start_run
 from rag.config import Settings
 
 router = APIRouter(tags=["OpenAI-compatible"])
@@ -88,17 +89,13 @@ async def chat_completions(
     backend = backend_of(body.model)
     turns, question = conversation(body.messages)
     timeout = settings.request_timeout
-    version = await run_in_threadpool(services.documents.index_version)
     asked = ask_request(body, turns, question, backend)  # a follow-up is rewritten there
-    run = await services.asker.start(service, asked, version)
+    run = await start_run(service, services, asked)
     completion = Completion(body.model)
     if not body.stream:
         answer = await collect(run, request.receive, deadline.at, timeout)
         return JSONResponse(completion.response(answer))
-    first = await first_event(run, request.receive, deadline.at, timeout)
-    if first[0] == "error":  # failed before the first token: a JSON error, real status
-        run.close()
-        raise first[1]
+    first = await opening_event(run, request, deadline.at, timeout)
     return StreamingResponse(
         chunks(completion, run, first, deadline.at, timeout),
         media_type="text/event-stream",
