@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from rag.answering.answer import MAX_QUESTION_CHARS
-from rag.api.schemas import NOT_BLANK, Prefix, TopK
+from rag.api.schemas import ANSWER_EXAMPLE, NOT_BLANK, Prefix, TopK
 
 Text = Annotated[str, Field(max_length=100_000)]
 Question = Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS, pattern=NOT_BLANK)]
@@ -184,22 +184,7 @@ COMPLETION_EXAMPLE: dict[str, Any] = {
             "finish_reason": "stop",
         }
     ],
-    "rag": {
-        "answer": "Putin’s last visit to North Korea was in July 2000. [1]",
-        "citations": [
-            {
-                "path": "004_5e50463e41e8a191.txt",
-                "start_line": 14,
-                "end_line": 14,
-                "quote": "Putin’s last visit to North Korea was in July 2000.",
-                "verified": True,
-                "support": 1.0,
-            }
-        ],
-        "abstained": False,
-        "confidence": 0.93,
-        "...": "the rest of the /v1/ask answer object",
-    },
+    "rag": ANSWER_EXAMPLE,  # the whole /v1/ask answer object
 }
 CHUNKS_EXAMPLE = (
     'data: {"object": "chat.completion.chunk", "choices": [{"index": 0, '

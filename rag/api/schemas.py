@@ -279,9 +279,12 @@ ANSWER_EXAMPLE: dict[str, Any] = {
             "end_line": 14,
             "quote": "Putin’s last visit to North Korea was in July 2000.",
             "score": 0.032787,
+            "support": 1.0,
+            "verified": True,
         }
     ],
     "abstained": False,
+    "confidence": 0.93,
     "backend": "extractive",
     "model": "none (extractive)",
     "prompt_version": None,
