@@ -5,19 +5,24 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import uvicorn
+from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from tests.conftest import CORPUS, free_port, sed_lines
 from tests.ollama_wire import MODEL, chat_line
 
+RAG = str(Path(sys.executable).parent / "rag")
 JULY_2000 = "Putin’s last visit to North Korea was in July 2000."
 
 
@@ -46,6 +51,43 @@ class LiveServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(30)
+
+
+@contextmanager
+def rag_serve(env: dict[str, str], log: Path) -> Iterator[str]:
+    """`rag serve` (extractive backend) in a subprocess on 127.0.0.1 and a free port, its
+    output in ``log`` (a file: a full pipe would block the server).  Yields its URL once
+    /healthz answers; stops it afterwards, whatever happened in between."""
+    port = free_port()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [RAG, "serve", "--port", str(port), "--backend", "extractive"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"rag serve exited: {log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"rag serve did not start: {log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def copy_corpus(dest: Path) -> Path:
@@ -153,3 +195,18 @@ class FakeOllama:
         finally:
             if not finished:
                 self.closed_early.set()
+
+
+@contextmanager
+def fake_ollama_server(fake: FakeOllama) -> Iterator[str]:
+    """``fake`` answering Ollama's /api/tags and /api/chat on 127.0.0.1 (yields its base
+    URL, for ``ollama_host``); stopped afterwards, whatever happened in between."""
+    server = HTTPServer(host="127.0.0.1", port=free_port(), threaded=True)
+    server.expect_request("/api/tags").respond_with_handler(fake.tags)
+    server.expect_request("/api/chat", method="POST").respond_with_handler(fake.chat)
+    server.start()
+    try:
+        yield server.url_for("/").rstrip("/")
+    finally:
+        server.clear()
+        server.stop()

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,10 +19,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api_support import assert_citations_resolve, copy_corpus, error_of, sse_events, wait_job
-from tests.conftest import OFF_TOPIC, PUTIN_2000, PUTIN_2000_LINES, free_port, sed_lines
+from tests.api_support import (
+    assert_citations_resolve,
+    copy_corpus,
+    error_of,
+    rag_serve,
+    sse_events,
+    wait_job,
+)
+from tests.conftest import OFF_TOPIC, PUTIN_2000, PUTIN_2000_LINES, sed_lines
 
-RAG = str(Path(sys.executable).parent / "rag")
 KEY = "test-key-5b0f"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 LIMIT = 2**20  # RAG_MAX_BODY_MB=1
@@ -72,28 +76,8 @@ def server(cli_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
         "RAG_MAX_UPLOAD_FILE_MB": "0.25",
         "RAG_LLAMACPP_MODEL_PATH": str(home / "missing.gguf"),
     }
-    port = free_port()
-    log = home / "server.log"  # a file, not a pipe: a full pipe would block the server
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [RAG, "serve", "--port", str(port), "--backend", "extractive"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited: {log.read_text()}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        else:
-            raise AssertionError("server did not start")
+    log = home / "server.log"
+    with rag_serve(env, log) as url:
         srv = Server(url, home)
         # Before any ingest: alive, not ready, questions answered 503 with a hint.
         srv.before["readyz"] = srv.client.get("/readyz")
@@ -103,14 +87,7 @@ def server(cli_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
         srv.before["accepted"] = accepted
         srv.first_job = wait_job(srv.client, accepted.json()["job"]["id"])
         yield srv
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        assert KEY not in log.read_text()  # the API key is never logged
+    assert KEY not in log.read_text()  # the API key is never logged
 
 
 # -- happy paths -----------------------------------------------------------------------------

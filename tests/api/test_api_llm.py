@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from pytest_httpserver import HTTPServer
 
 from rag.api.app import create_app
 from tests.api_support import (
@@ -23,9 +22,10 @@ from tests.api_support import (
     LiveServer,
     assert_citations_resolve,
     error_of,
+    fake_ollama_server,
     sse_events,
 )
-from tests.conftest import PUTIN_2000, free_port, make_runtime
+from tests.conftest import PUTIN_2000, make_runtime
 
 
 class Env:
@@ -45,29 +45,22 @@ class Env:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[Env]:
     fake = FakeOllama()
-    ollama = HTTPServer(host="127.0.0.1", port=free_port(), threaded=True)
-    ollama.expect_request("/api/tags").respond_with_handler(fake.tags)
-    ollama.expect_request("/api/chat", method="POST").respond_with_handler(fake.chat)
-    ollama.start()
-    tmp = tmp_path_factory.mktemp("api-llm")
-    runtime = make_runtime(
-        tmp,
-        embedder,
-        llm_backend="ollama",
-        ollama_host=ollama.url_for("/").rstrip("/"),
-        first_token_timeout=1.0,
-        llm_concurrency=1,
-        llm_queue=1,
-        llm_queue_timeout=1.0,
-        request_timeout=4.0,
-    )
-    runtime.ingest_service().ingest()
-    try:
+    with fake_ollama_server(fake) as ollama_host:
+        tmp = tmp_path_factory.mktemp("api-llm")
+        runtime = make_runtime(
+            tmp,
+            embedder,
+            llm_backend="ollama",
+            ollama_host=ollama_host,
+            first_token_timeout=1.0,
+            llm_concurrency=1,
+            llm_queue=1,
+            llm_queue_timeout=1.0,
+            request_timeout=4.0,
+        )
+        runtime.ingest_service().ingest()
         with LiveServer(create_app(runtime.settings, runtime)) as live:
             yield Env(live.url, fake, runtime.settings.corpus_dir)
-    finally:
-        ollama.clear()
-        ollama.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -13,11 +13,10 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from pytest_httpserver import HTTPServer
 
 from rag.api.app import create_app
-from tests.api_support import FakeOllama, LiveServer
-from tests.conftest import free_port, make_runtime
+from tests.api_support import FakeOllama, LiveServer, fake_ollama_server
+from tests.conftest import make_runtime
 
 KEY = "schema-test-key"
 EXAMPLES = 40
@@ -26,26 +25,19 @@ EXAMPLES = 40
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[LiveServer]:
     fake = FakeOllama()  # backend "ollama" answers (fast); llamacpp is mapped away below
-    ollama = HTTPServer(host="127.0.0.1", port=free_port(), threaded=True)
-    ollama.expect_request("/api/tags").respond_with_handler(fake.tags)
-    ollama.expect_request("/api/chat", method="POST").respond_with_handler(fake.chat)
-    ollama.start()
-    tmp = tmp_path_factory.mktemp("api-schema")
-    runtime = make_runtime(
-        tmp,
-        embedder,
-        llm_backend="extractive",
-        api_key=KEY,
-        ollama_host=ollama.url_for("/").rstrip("/"),
-        max_body_mb=1,
-    )
-    runtime.ingest_service().ingest()
-    try:
+    with fake_ollama_server(fake) as ollama_host:
+        tmp = tmp_path_factory.mktemp("api-schema")
+        runtime = make_runtime(
+            tmp,
+            embedder,
+            llm_backend="extractive",
+            api_key=KEY,
+            ollama_host=ollama_host,
+            max_body_mb=1,
+        )
+        runtime.ingest_service().ingest()
         with LiveServer(create_app(runtime.settings, runtime)) as live:
             yield live
-    finally:
-        ollama.clear()
-        ollama.stop()
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from pytest_httpserver import HTTPServer
 
 from rag.api.app import create_app
-from tests.api_support import JULY_2000, MODEL, FakeOllama, LiveServer
+from tests.api_support import JULY_2000, MODEL, FakeOllama, LiveServer, fake_ollama_server
 from tests.conftest import OFF_TOPIC, PUTIN_2000, PUTIN_2000_LINES, free_port, make_runtime
 
 KEY = "openai-test-key"
@@ -34,24 +33,17 @@ class Env:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[Env]:
     fake = FakeOllama()
-    ollama = HTTPServer(host="127.0.0.1", port=free_port(), threaded=True)
-    ollama.expect_request("/api/tags").respond_with_handler(fake.tags)
-    ollama.expect_request("/api/chat", method="POST").respond_with_handler(fake.chat)
-    ollama.start()
-    runtime = make_runtime(
-        tmp_path_factory.mktemp("api-openai"),
-        embedder,
-        llm_backend="extractive",
-        ollama_host=ollama.url_for("/").rstrip("/"),
-        api_key=KEY,
-    )
-    runtime.ingest_service().ingest()
-    try:
+    with fake_ollama_server(fake) as ollama_host:
+        runtime = make_runtime(
+            tmp_path_factory.mktemp("api-openai"),
+            embedder,
+            llm_backend="extractive",
+            ollama_host=ollama_host,
+            api_key=KEY,
+        )
+        runtime.ingest_service().ingest()
         with LiveServer(create_app(runtime.settings, runtime)) as live:
             yield Env(live.url, fake)
-    finally:
-        ollama.clear()
-        ollama.stop()
 
 
 @pytest.fixture(autouse=True)

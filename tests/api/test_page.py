@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,13 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api_support import copy_corpus, wait_job
-from tests.conftest import OFF_TOPIC, PUTIN_2000, PUTIN_2000_LINES, free_port, sed_lines
+from tests.api_support import copy_corpus, rag_serve, wait_job
+from tests.conftest import OFF_TOPIC, PUTIN_2000, PUTIN_2000_LINES, sed_lines
 from tests.indexing.test_formats import PAGES, make_pdf
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "page"
-RAG = str(Path(sys.executable).parent / "rag")
 KEY = "page-test-key-7c1e"
 WIDE, NARROW = {"width": 1440, "height": 900}, {"width": 375, "height": 812}
 CHROMIUM_ARGS = [
@@ -101,29 +97,9 @@ def site(cli_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
         "RAG_INDEX_DIR": str(home / "index"),
         "RAG_API_KEY": KEY,
     }
-    port = free_port()
     log = home / "server.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [RAG, "serve", "--port", str(port), "--backend", "extractive"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with rag_serve(env, log) as url:
         client = httpx.Client(base_url=url, headers={"X-API-Key": KEY}, timeout=60)
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited: {log.read_text()}")
-            try:
-                if client.get("/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.3)
         accepted = client.post("/v1/ingest", json={"paths": ["."]})
         assert accepted.status_code == 202, accepted.text
         assert wait_job(client, accepted.json()["job"]["id"])["state"] == "succeeded"
@@ -131,13 +107,6 @@ def site(cli_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
         ARTIFACTS.mkdir(parents=True)
         yield Site(url, corpus, log)
         print(f"\nscreenshots of the page: {ARTIFACTS}")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
