@@ -11,7 +11,6 @@ import hashlib
 import os
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,9 +118,7 @@ def test_ingest_job_reports_progress_and_skips(server: Server) -> None:
 
 
 def test_ask(server: Server) -> None:
-    started = time.perf_counter()
     r = server.client.post("/v1/ask", json={"question": PUTIN_2000})
-    elapsed = time.perf_counter() - started
     assert r.status_code == 200, r.text
     body = r.json()
     assert "2000" in body["answer"] and not body["abstained"]
@@ -130,7 +127,6 @@ def test_ask(server: Server) -> None:
     assert set(body["citations"][0]) >= {"path", "start_line", "end_line", "quote", "score"}
     assert body["index_version"] == server.documents()["index_version"]
     assert "prompt_version" in body and body["timings"]["total_ms"] > 0
-    assert elapsed < 10
 
 
 def test_ask_unanswerable(server: Server) -> None:
