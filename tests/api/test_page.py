@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,10 +72,15 @@ def _require_browser() -> Any:
     if missing is None and not CHROMIUM.exists():
         missing = f"{CHROMIUM} is missing: run `make browser`"
     if missing is not None:
-        if os.environ.get("CI"):
+        if in_ci():
             pytest.fail(missing)
         pytest.skip(missing)
     return sync_playwright
+
+
+def in_ci() -> bool:
+    """CI is set to anything but an empty, 0, false or no value (CI systems set CI=true)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 class Site:
@@ -203,6 +209,26 @@ def _cited_rows(tab: Page) -> list[tuple[int, str, str]]:
 
 
 # -- the tests ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("ci", "expected"),
+    [
+        ("true", pytest.fail.Exception),
+        ("1", pytest.fail.Exception),
+        ("", pytest.skip.Exception),
+        ("false", pytest.skip.Exception),
+    ],
+)
+def test_a_missing_browser_fails_under_ci_and_is_skipped_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, ci: str, expected: type[BaseException]
+) -> None:
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", Path("/nonexistent/chromium"))
+    # both outcomes are caught here: a skip escaping this test would skip it, not fail it
+    with pytest.raises((pytest.fail.Exception, pytest.skip.Exception), match="make browser") as got:
+        _require_browser()
+    assert got.type is expected
+
+
 def test_serve_ends_its_start_by_printing_the_page_url(site: Site) -> None:
     """The last line of the start (after uvicorn's own), before any request is logged."""
     text = site.log.read_text()
