@@ -342,7 +342,7 @@ def _quantized_onnx(model: Any, target: str, work: Path, out: Path) -> None:
     # add each pair of products in 16 bits with saturation (255 * 127 * 2 > 32767), while VNNI
     # CPUs add them exactly, so 8-bit weights give slightly different vectors per machine.
     # With |w| <= 64 a pair stays within 255 * 64 * 2 = 32640: exact everywhere
-    # (tests/test_int8_exact.py checks every weight and every integer product).
+    # (tests/adapters/test_int8_exact.py checks every weight and every integer product).
     quantize_dynamic(
         str(source),
         str(out),
