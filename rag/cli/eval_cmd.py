@@ -72,22 +72,9 @@ def eval_command(
     if run.interrupted:
         typer.echo(f"interrupted after {len(run.rows)} questions; partial results kept", err=True)
         raise typer.Exit(130)
-    if gate and not gate.passed:
-        typer.echo("regression gate FAILED:", err=True)
-        for r in gate.regressions:
-            typer.echo(
-                f"  {r.metric}: {r.baseline:.4f} -> {r.current:.4f} (tolerance {r.tolerance})",
-                err=True,
-            )
-        if gate.flipped:
-            typer.echo(f"  right before, wrong now: {', '.join(gate.flipped)}", err=True)
-        raise typer.Exit(1)
     if gate:
-        typer.echo("regression gate passed", err=True)
-    if gate and gate.borderline:
-        typer.echo(
-            f"  at the abstention threshold (counted as in the baseline): "
-            f"{', '.join(gate.borderline)}",
-            err=True,
-        )
+        for line in gate.lines():
+            typer.echo(line, err=True)
+        if not gate.passed:
+            raise typer.Exit(1)
     sys.stdout.flush()

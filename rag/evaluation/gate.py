@@ -47,6 +47,24 @@ class GateResult:
     def passed(self) -> bool:
         return not self.regressions
 
+    def lines(self) -> list[str]:
+        """What `rag eval` says of the gate: the verdict, each regression, the questions right
+        before and wrong now, and those counted as in the baseline (at the threshold), the
+        last also when the gate fails (they explain what it did not count)."""
+        out = ["regression gate passed" if self.passed else "regression gate FAILED:"]
+        out += [
+            f"  {r.metric}: {r.baseline:.4f} -> {r.current:.4f} (tolerance {r.tolerance})"
+            for r in self.regressions
+        ]
+        if self.flipped:
+            out.append(f"  right before, wrong now: {', '.join(self.flipped)}")
+        if self.borderline:
+            out.append(
+                "  at the abstention threshold (counted as in the baseline): "
+                + ", ".join(self.borderline)
+            )
+        return out
+
 
 def baseline_payload(
     meta: dict[str, Any], summary: dict[str, Any], rows: list[dict[str, Any]]

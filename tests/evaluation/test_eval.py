@@ -207,3 +207,25 @@ def test_a_real_change_at_the_threshold_still_fails() -> None:
     rows[20] = _q("u0", False, False, 0.6552)
     metrics, rows = _now(rows)
     assert not compare(old, metrics, rows, 0.65).passed
+
+
+def test_the_gate_names_the_questions_at_the_threshold_when_it_fails_too() -> None:
+    """`rag eval`'s lines: the verdict, each regression, and the question counted as in the
+    baseline, also when something else made the gate fail."""
+    baseline = _baseline(BASE)
+    rows = [*BASE]
+    rows[20] = _q("u0", False, False, 0.6552)
+    rows[0] = _q("a0", True, False, 0.9, rank=None)
+    rows[1] = _q("a1", True, False, 0.9, rank=None)
+    metrics, rows = _now(rows)
+    lines = compare(baseline, metrics, rows).lines()
+    assert lines[0] == "regression gate FAILED:"
+    assert any(line.startswith("  recall@1: ") for line in lines)
+    assert lines[-1] == "  at the abstention threshold (counted as in the baseline): u0"
+    rows[0], rows[1] = BASE[0], BASE[1]  # the ranks back: only the borderline flip is left
+    metrics, rows = _now(rows)
+    passed = compare(baseline, metrics, rows).lines()
+    assert passed == [
+        "regression gate passed",
+        "  at the abstention threshold (counted as in the baseline): u0",
+    ]
