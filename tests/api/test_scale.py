@@ -31,7 +31,7 @@ from rag.api.jobs.store import JobStore
 from rag.config import Settings, describe_settings, load_settings
 from rag.errors import ConfigError, IndexStateError
 from rag.indexing.ingest import IngestReport, Progress
-from tests.api_support import JULY_2000
+from tests.api_support import JULY_2000, stop_process, wait_http
 from tests.conftest import CORPUS, PUTIN_2000, PUTIN_2000_LINES, REPO, free_port, make_runtime
 from tests.ollama_wire import MODEL, july_2000_answer
 
@@ -43,29 +43,6 @@ GOLDEN = REPO / "eval" / "golden.jsonl"
 def _name() -> str:
     """A collection name of its own: every test's index shares the one Chroma server."""
     return f"t{uuid.uuid4().hex[:12]}"
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"{url} exited: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{url} did not answer: {log.read_text()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +59,10 @@ def chroma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_http(f"{url}/api/v2/heartbeat", proc, log, timeout=60)
+        wait_http(f"{url}/api/v2/heartbeat", proc, log, timeout=60)
         yield url
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def _small_corpus(folder: Path) -> Path:
@@ -612,7 +589,7 @@ def test_two_workers_serve_concurrent_clients_during_an_ingest(
         assert counts == {4 + len(TEAM_DOCS)}
     finally:
         stop.set()
-        _stop(server)
+        stop_process(server)
     text = log.read_text()
     assert len(set(re.findall(r"Started server process \[(\d+)\]", text))) >= 2, text[-3000:]
     assert "Traceback" not in text, text[-5000:]
