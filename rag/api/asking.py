@@ -1,10 +1,12 @@
 """Running an answer for an HTTP request: on a worker thread, within the request's deadline,
 stopped when the client leaves, streamed as Server-Sent Events on request.
 
-The answer service is synchronous; it runs on a small thread pool and reports tokens through
-``on_token``.  Each run has an event queue on the event loop (token..., then answer or
-error).  Stopping a run sets a flag that makes the next ``on_token`` raise, which closes the
-model's stream (for Ollama: the HTTP connection, so the server stops generating).
+The answer service is synchronous; it runs on a small thread pool and reports verified
+sentences through ``on_token`` (never the model's unchecked words) and every piece the model
+writes through ``on_progress``.  Each run has an event queue on the event loop (token...,
+then answer or error).  Stopping a run sets a flag that makes the next ``on_progress`` raise,
+which closes the model's stream (for Ollama: the HTTP connection, so the server stops
+generating).
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ class AskRun:
             raise StopGenerationError
         self.emit(("token", piece))
 
+    def on_progress(self, written: int) -> None:
+        if self._stop.is_set():
+            raise StopGenerationError
+
     def emit(self, event: Event) -> None:
         with contextlib.suppress(RuntimeError):  # the event loop is gone (shutting down)
             self.loop.call_soon_threadsafe(self.events.put_nowait, event)
@@ -154,6 +160,7 @@ class Asker:
                     backend=body.backend,
                     on_token=run.on_token,
                     paths=body.paths,
+                    on_progress=run.on_progress,
                 )
                 answer.index_version = index_version
                 self.observe(answer)
@@ -243,7 +250,8 @@ async def sse_events(
     deadline: float,
     timeout: float,
 ) -> AsyncIterator[bytes]:
-    """token events as the model writes, then citations and done (or one error event).
+    """token events (each sentence once it passed the citation check), then citations and
+    done (or one error event).
 
     Starlette cancels this generator when the client disconnects; ``finally`` then stops
     the model.

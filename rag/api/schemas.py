@@ -254,8 +254,7 @@ ANSWER_EXAMPLE: dict[str, Any] = {
     "index_version": "3f9a1c0b2d4e",
 }
 SSE_EXAMPLE = (
-    'event: token\ndata: {"text": "Putin’s last visit"}\n\n'
-    'event: token\ndata: {"text": " was in July 2000 [1]."}\n\n'
+    'event: token\ndata: {"text": "Putin’s last visit to North Korea was in July 2000. [1]"}\n\n'
     'event: citations\ndata: {"citations": [{"path": "004_5e50463e41e8a191.txt", '
     '"start_line": 14, "end_line": 14, "quote": "...", "score": 0.03}]}\n\n'
     'event: done\ndata: {"answer": "Putin’s last visit to North Korea was in July 2000. [1]", '

@@ -18,10 +18,12 @@ from rag.errors import InputError
 from rag.models import Answer, Citation, Passage, Source, Timings
 from rag.prompts import DEFAULT_PROMPTS_DIR, load_prompt
 from rag.services.citations import (
+    Citer,
     Evidence,
-    cite_answer,
+    SentenceStream,
     format_evidence,
     format_evidence_lines,
+    neutralize,
     quote,
     support,
 )
@@ -67,6 +69,11 @@ class Candidate:
         return Evidence(
             self.passage.chunk, self.start_line, self.end_line, self.text, self.passage.score
         )
+
+    def cited_text(self) -> str:
+        """The sentence as an answer citing its lines: ``… [1]`` (marker lookalikes and
+        markdown in the document's words neutralised)."""
+        return f"{neutralize(self.text)} [1]"
 
     def citation(self) -> Citation:
         chunk = self.passage.chunk
@@ -242,8 +249,16 @@ class AnswerService:
         backend: str | None = None,
         on_token: Callable[[str], None] | None = None,
         paths: Sequence[str] | None = None,
+        on_progress: Callable[[int], None] | None = None,
     ) -> Answer:
-        """Answer ``question``.  ``on_token`` sees the model's raw text as it is generated."""
+        """Answer ``question``.
+
+        ``on_token`` sees the answer as the model writes it, one verified sentence at a time
+        (with its ``[k]`` markers; the pieces joined are the final text unless the model
+        answers nothing usable): never text that did not pass the citation check.
+        ``on_progress`` is called with the number of pieces the model has written so far,
+        at every piece (it may raise to stop the model).
+        """
         question = question.strip()
         if not question:
             raise InputError("the question is empty", 'ask something, e.g. rag ask "Who ...?"')
@@ -284,10 +299,10 @@ class AnswerService:
         else:
             if choice.llm is None:
                 best = candidates[0]
-                answer.answer, answer.citations = f"{best.text} [1]", [best.citation()]
+                answer.answer, answer.citations = best.cited_text(), [best.citation()]
                 answer.abstained = False
             else:
-                self._generate(answer, choice, passages, candidates, on_token)
+                self._generate(answer, choice, passages, candidates, on_token, on_progress)
         finished = time.perf_counter()
         answer.timings = Timings(
             retrieval_ms=round((retrieved - started) * 1000, 1),
@@ -303,6 +318,7 @@ class AnswerService:
         passages: list[Passage],
         candidates: list[Candidate],
         on_token: Callable[[str], None] | None,
+        on_progress: Callable[[int], None] | None = None,
     ) -> None:
         llm = choice.llm
         assert llm is not None
@@ -317,22 +333,26 @@ class AnswerService:
             question=answer.question, evidence=shown
         )
         answer.prompt_version = prompt.version
-        pieces = []
-        for piece in llm.stream(prompt, self.settings.max_tokens):
-            pieces.append(piece)
-            if on_token:
-                on_token(piece)
-        raw = "".join(pieces).strip()
-        if NOT_FOUND_MARK.lower() in raw.lower():
-            answer.notes.append("the model found no answer in the retrieved passages")
-            return
-        cited = cite_answer(
-            raw,
+        citer = Citer(
             evidence,
             context,
             threshold=self.settings.support_threshold,
             keep_unsupported=self.settings.unsupported == "mark",
         )
+        checked = SentenceStream(citer)
+        for written, piece in enumerate(llm.stream(prompt, self.settings.max_tokens), start=1):
+            if on_progress:
+                on_progress(written)
+            for part in checked.feed(piece):
+                if on_token:
+                    on_token(part)
+        for part in checked.finish():
+            if on_token:
+                on_token(part)
+        if NOT_FOUND_MARK.lower() in checked.raw.lower():
+            answer.notes.append("the model found no answer in the retrieved passages")
+            return
+        cited = citer.result()
         if cited.dropped_sentences:
             done = "marked [unsupported]" if self.settings.unsupported == "mark" else "removed"
             answer.notes.append(
@@ -345,6 +365,6 @@ class AnswerService:
             answer.answer, answer.citations = cited.text, cited.citations
         else:
             best = candidates[0]
-            answer.answer, answer.citations = f"{best.text} [1]", [best.citation()]
+            answer.answer, answer.citations = best.cited_text(), [best.citation()]
             answer.notes.append("showing the best-matching line instead of the model's answer")
         answer.abstained = False
