@@ -266,6 +266,12 @@ class Settings(BaseSettings):
     total_timeout: float = Field(
         600.0, gt=0, description="Seconds an answer may take from start to end."
     )
+    probe_timeout: float = Field(
+        3.0,
+        gt=0,
+        description="Seconds a probe of the LLM server (is it up, has it the model: Ollama's "
+        "/api/tags) may take; a server slower than this counts as not answering.",
+    )
 
     # Server
     host: str = Field("127.0.0.1", description="Address `rag serve` binds.")

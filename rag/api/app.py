@@ -169,7 +169,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             log.warning("index check: %s (%s)", exc.message, exc.hint)
         try:
             await run_in_threadpool(lambda: runtime.answer_service)
-            choice = runtime.default_backend
+            # (choosing "auto" probes Ollama: never on the event loop, and the probe has its
+            # own short timeout, so a stalled server cannot hold the start-up)
+            choice = await run_in_threadpool(lambda: runtime.default_backend)
             log.info("LLM backend: %s (%s)", choice.backend, choice.reason)
         except RagError as exc:
             log.warning("not ready: %s (%s)", exc.message, exc.hint)

@@ -1,4 +1,9 @@
-"""Readiness: is the index open, which LLM backend would answer, and does it answer."""
+"""Readiness: is the index open, which LLM backend would answer, and does it answer.
+
+Ready means both: the index is open and the configured backend answered its probe (probes
+have their own short timeout, RAG_PROBE_TIMEOUT).  ``llm.available`` lists the backends that
+can answer now (``extractive`` always can).
+"""
 
 from __future__ import annotations
 
@@ -36,7 +41,12 @@ class LLMProbe:
         except RagError as exc:
             backend = self.runtime.settings.llm_backend
             return LLMReadiness(
-                backend=backend, model="", reason="", answering=False, error=ErrorInfo.of(exc)
+                backend=backend,
+                model="",
+                reason="",
+                answering=False,
+                error=ErrorInfo.of(exc),
+                available=["extractive"],
             )
         readiness = LLMReadiness(
             backend=choice.backend, model=choice.model, reason=choice.reason, answering=True
@@ -47,6 +57,9 @@ class LLMProbe:
                 probe()
             except RagError as exc:
                 readiness.answering, readiness.error = False, ErrorInfo.of(exc)
+        readiness.available = [choice.backend] if readiness.answering else []
+        if "extractive" not in readiness.available:
+            readiness.available.append("extractive")
         return readiness
 
 
@@ -62,6 +75,6 @@ def readiness(services: Services) -> Readiness:
         )
     except RagError as exc:
         index = IndexReadiness(opened=False, error=ErrorInfo.of(exc))
-    return Readiness(
-        status="ready" if index.opened else "not_ready", index=index, llm=services.probe.check()
-    )
+    llm = services.probe.check()
+    ready = index.opened and llm.answering
+    return Readiness(status="ready" if ready else "not_ready", index=index, llm=llm)

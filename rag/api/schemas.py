@@ -196,10 +196,17 @@ class LLMReadiness(BaseModel):
     reason: str
     answering: bool = Field(description="Whether the backend answered a probe just now.")
     error: ErrorInfo | None = None
+    available: list[str] = Field(
+        default_factory=list,
+        description="Backends that can answer now: the configured one if it answered the "
+        "probe, and `extractive` (ask with `backend: extractive`), which needs no model.",
+    )
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "not_ready"] = Field(description="ready: the index is open.")
+    status: Literal["ready", "not_ready"] = Field(
+        description="ready: the index is open and the configured LLM backend answers."
+    )
     index: IndexReadiness
     llm: LLMReadiness | None = None
 
@@ -219,6 +226,7 @@ class Readiness(BaseModel):
                         "model": "llama3.2:3b",
                         "reason": "Ollama at http://127.0.0.1:11434 has llama3.2:3b",
                         "answering": True,
+                        "available": ["ollama", "extractive"],
                     },
                 }
             ]

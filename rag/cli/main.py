@@ -202,6 +202,7 @@ def status(
             typer.echo(f"{'state':>16}: out of sync")
             for reason in st.out_of_sync:
                 typer.echo(f"{'':>16}  - {reason}")
+
     if not st.in_sync:
         raise typer.Exit(1)
 
@@ -222,7 +223,14 @@ def ask(
     from rag.cli.render import render_json, render_text
     from rag.runtime import Runtime
 
-    answer = Runtime(settings).answer_service.ask(question)
+    service = Runtime(settings).answer_service
+    choice = service.default
+    probe = getattr(choice.llm, "probe", None)
+    if callable(probe):
+        probe()  # a server that is down or stalled: a clear error now, not a long silent wait
+    elif settings.llm_backend == "auto" and choice.backend == "extractive":
+        print(f"note: {choice.reason}", file=sys.stderr)
+    answer = service.ask(question)
     if as_json:
         render_json(answer, sys.stdout)
     else:
