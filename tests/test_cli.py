@@ -117,3 +117,37 @@ def test_broken_toml_is_reported(cli_env: dict[str, str], tmp_path: Path) -> Non
     toml.write_text("chunk_size = = 3\n")
     done = rag("config", env={**cli_env, "RAG_CONFIG": str(toml)})
     assert done.returncode == 2 and "is not valid TOML" in done.stderr
+
+
+def test_links_out_of_the_corpus_are_skipped_with_a_warning(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """One symlink policy, named directly or found in a folder (issue 19, item 5)."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in ("003_04a47c1ca7d95a89.txt", "004_5e50463e41e8a191.txt"):
+        (corpus / name).write_bytes((CORPUS / name).read_bytes())
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "passwd").write_text("root:x:0:0:The vault combination is 7-4-1-9:/root\n")
+    (corpus / "passwd_link.txt").symlink_to(outside / "passwd")
+    (corpus / "elsewhere").symlink_to(outside, target_is_directory=True)
+    env = {**cli_env, "RAG_CORPUS_DIR": str(corpus), "RAG_INDEX_DIR": str(tmp_path / "index")}
+
+    named = rag("ingest", str(corpus / "passwd_link.txt"), env=env)
+    assert named.returncode != 0 and "Traceback" not in named.stderr
+    assert "passwd_link.txt" in named.stderr and "link" in named.stderr
+
+    folder = rag("ingest", env=env)
+    assert folder.returncode == 0, folder.stderr
+    assert "skipped passwd_link.txt: a link to a place outside the corpus folder" in folder.stderr
+    assert "skipped elsewhere/: a link" in folder.stderr and "2 skipped" in folder.stderr
+
+    status = rag("status", env=env)
+    assert "passwd_link.txt: a link to a place outside the corpus folder" in status.stdout
+
+    asked = rag("ask", "What is the vault combination?", "--json", env=env)
+    answer = json.loads(asked.stdout)
+    assert "7-4-1-9" not in asked.stdout and all(
+        "passwd" not in s["path"] for s in answer["sources"]
+    )

@@ -202,7 +202,10 @@ def status(
             typer.echo(f"{'state':>16}: out of sync")
             for reason in st.out_of_sync:
                 typer.echo(f"{'':>16}  - {reason}")
-
+        if st.skipped_links:
+            typer.echo(f"{'not indexed':>16}: {len(st.skipped_links)} link(s)")
+            for link in st.skipped_links:
+                typer.echo(f"{'':>16}  - {link}")
     if not st.in_sync:
         raise typer.Exit(1)
 

@@ -201,10 +201,13 @@ class IngestService:
         changes = self.changes(files)
         return changes[0] if changes else None
 
-    def changes(self, files: dict[str, FileEntry], limit: int = 1) -> list[str]:
-        """How the corpus folder differs from ``files`` (at most ``limit`` reasons)."""
+    def changes(
+        self, files: dict[str, FileEntry], limit: int = 1, links: list[Skipped] | None = None
+    ) -> list[str]:
+        """How the corpus folder differs from ``files`` (at most ``limit`` reasons); links
+        out of the corpus folder, never read, are added to ``links``."""
         out: list[str] = []
-        sources = discover([self.settings.corpus_dir], self.settings.corpus_dir)
+        sources = discover([self.settings.corpus_dir], self.settings.corpus_dir, links)
         current = {s.rel_path: s for s in sources}
         corpus = self.settings.corpus_dir.resolve()
         listed = {k for k, v in files.items() if Path(v.abs_path).is_relative_to(corpus)}
@@ -237,8 +240,12 @@ class IngestService:
     ) -> IngestReport:
         started = time.perf_counter()
         roots = list(paths) if paths else [self.settings.corpus_dir]
-        sources = discover(roots, self.settings.corpus_dir)  # bad paths fail before any write
+        links: list[Skipped] = []
+        sources = discover(roots, self.settings.corpus_dir, links)  # bad paths fail first
         report = IngestReport(files_seen=len(sources))
+        for link in links:
+            report.skipped.append(link)
+            self.progress.warn(f"skipped {link.path}: {link.reason}")
         with self.lock():
             self._ingest(sources, roots, report, rebuild=rebuild, prune=prune)
         report.seconds = time.perf_counter() - started

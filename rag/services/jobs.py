@@ -439,5 +439,8 @@ def _apply(status: JobStatus, report: IngestReport, noted: list[SkippedFile]) ->
     status.chunks = JobChunks(
         written=report.chunks_written, deleted=report.chunks_deleted, total=report.chunks_total
     )
-    found = [SkippedFile(path=s.path, reason=s.reason) for s in report.skipped]
+    seen = {s.path for s in noted}  # a link both checks found is listed once
+    found = [
+        SkippedFile(path=s.path, reason=s.reason) for s in report.skipped if s.path not in seen
+    ]
     status.skipped = (noted + found)[:MAX_SKIPPED]
