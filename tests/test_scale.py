@@ -288,6 +288,37 @@ def test_an_index_folder_never_takes_over_another_ones_collection(
     assert first.store.count() > 0  # untouched
 
 
+def test_a_store_that_lost_its_vectors_is_detected_and_refilled(
+    chroma: str,
+    tmp_path: Path,
+    embedder,  # type: ignore[no-untyped-def]
+    cli_env: dict[str, str],
+) -> None:
+    """An index folder built embedded, then pointed at a new, empty Chroma server: the
+    manifest lists chunks the store does not hold.  Ingest says so and embeds them again
+    (it used to count every file "unchanged" and leave an index that answered nothing)."""
+    corpus = _small_corpus(tmp_path / "corpus")
+    name = _name()
+    built = make_runtime(tmp_path, embedder, corpus, collection=name)
+    built.ingest_service().ingest()
+    listed = built.store.count()
+    assert listed > 0
+    env = {**cli_env, "RAG_CORPUS_DIR": str(corpus), "RAG_INDEX_DIR": str(tmp_path / "index"),
+           "RAG_CHROMA_URL": chroma, "RAG_COLLECTION": name}  # fmt: skip
+
+    def rag(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([RAG, *args], env=env, capture_output=True, text=True, timeout=300)
+
+    stale = rag("ingest", "--if-stale")
+    assert stale.returncode == 0, stale.stderr
+    assert f"the vector store holds 0 chunks; the manifest lists {listed}" in stale.stderr
+    assert "indexed 2 file(s)" in stale.stderr and "0 unchanged" in stale.stderr
+    assert rag("status").returncode == 0  # in sync again
+    asked = rag("ask", "Where was the Heron rover assembled?", "--json")
+    answer = json.loads(asked.stdout)
+    assert not answer["abstained"] and "Tromsø" in answer["answer"]
+
+
 # -- the same answers as embedded mode ---------------------------------------------------------
 def test_server_mode_answers_like_embedded_mode(chroma: str, tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
     """Ingest, ask, search and delete give the same results with a Chroma server as with the

@@ -195,8 +195,12 @@ class IngestService:
             return f"{len(unfinished)} document(s) not finished, e.g. {unfinished[0]}"
         if not files:
             return "the index lists no documents"
-        _, lexical = self.stores(active)
-        if lexical.count() != sum(len(e.chunk_ids) for e in files.values()):
+        store, lexical = self.stores(active)
+        listed = sum(len(e.chunk_ids) for e in files.values())
+        held = store.count() if store.exists() else 0
+        if held != listed:  # e.g. a new or emptied Chroma server
+            return f"the vector store holds {held} chunks; the manifest lists {listed}"
+        if lexical.count() != listed:
             return "the keyword index is out of step with the vector index"
         changes = self.changes(files)
         return changes[0] if changes else None
