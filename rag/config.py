@@ -153,6 +153,13 @@ class Settings(BaseSettings):
     max_file_mb: float = Field(
         20.0, gt=0, description="Files larger than this many MiB are skipped with a warning."
     )
+    max_file_chunks: int = Field(
+        1000,
+        ge=1,
+        description="Chunks one file may add to the index (about 550,000 characters of prose); "
+        "the rest of a longer file is left out with a warning naming it, so one huge file "
+        "cannot take the index's time, memory and search results.",
+    )
     ingest_group: int = Field(
         512,
         ge=1,

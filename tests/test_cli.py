@@ -151,3 +151,24 @@ def test_links_out_of_the_corpus_are_skipped_with_a_warning(
     assert "7-4-1-9" not in asked.stdout and all(
         "passwd" not in s["path"] for s in answer["sources"]
     )
+
+
+def test_one_huge_file_is_cut_to_its_chunk_limit(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """One single-line file cannot swamp the index (issue 19, item 7)."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "004_5e50463e41e8a191.txt").write_bytes(
+        (CORPUS / "004_5e50463e41e8a191.txt").read_bytes()
+    )
+    words = [f"filler{i % 97} word{i % 89}" for i in range(6000)]
+    (corpus / "huge.txt").write_text(" ".join(words) + "\n")  # one line, ~100 KB
+    env = {**cli_env, "RAG_CORPUS_DIR": str(corpus), "RAG_INDEX_DIR": str(tmp_path / "index"),
+           "RAG_MAX_FILE_CHUNKS": "4"}  # fmt: skip
+    done = rag("ingest", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "huge.txt: only its first 4 chunks (lines 1-1) are indexed" in done.stderr
+    assert "RAG_MAX_FILE_CHUNKS (4)" in done.stderr
+    status = json.loads(rag("status", "--json", env=env).stdout)
+    assert status["in_sync"] and status["chunks_listed"] < 40, status  # uncut: over 250
+    asked = json.loads(rag("ask", PUTIN_2000, "--json", env=env).stdout)
+    assert not asked["abstained"] and "2000" in asked["answer"]

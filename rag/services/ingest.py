@@ -290,7 +290,7 @@ class IngestService:
                     entry.abs_path, entry.mtime, entry.size = where, doc.mtime, doc.size
                     self.manifest.put_file(target.id, entry)
                 continue
-            chunks = self.chunker.chunk(doc.source.rel_path, doc.text, page_starts=doc.pages)
+            chunks = self._chunk_within_limit(doc)
             todo.append(_Work(doc, chunks, {}, entry))
         self._embed_and_write(target, todo, active if new_build else None, report)
         if prune:
@@ -303,6 +303,26 @@ class IngestService:
             if active is not None:
                 self.recovery.drop_generation(active)
         self.manifest.set_meta("dirty", None)
+
+    def _chunk_within_limit(self, doc: Document) -> list[Chunk]:
+        """The file's chunks, at most RAG_MAX_FILE_CHUNKS of them (a warning names a file that
+        has more).  Only a generous prefix of a huge file is even tokenized."""
+        limit = self.settings.max_file_chunks
+        text, name = doc.text, doc.source.rel_path
+        prefix = 2 * limit * self.chunker.max_chars
+        cut = len(text) > prefix
+        if cut:
+            text = text[:prefix]
+        pages = tuple(p for p in doc.pages or () if p <= text.count("\n") + 1) or None
+        chunks = self.chunker.chunk(name, text, page_starts=pages)
+        if (len(chunks) > limit or cut) and chunks:
+            kept = chunks[:limit]
+            self.progress.warn(
+                f"{name}: only its first {len(kept)} chunks (lines 1-{kept[-1].end_line}) are "
+                f"indexed: the file is longer than RAG_MAX_FILE_CHUNKS ({limit}) allows"
+            )
+            return kept
+        return chunks
 
     def _target(self, active: Generation | None, rebuild: bool) -> tuple[Generation, bool]:
         """The generation to write: the active one, or a new one built beside it."""
