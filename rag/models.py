@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 to the second (timestamps in the manifest and job records)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def line_anchor(

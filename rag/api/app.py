@@ -20,6 +20,9 @@ from rag import __version__
 from rag.api import errors
 from rag.api.asking import Asker
 from rag.api.deps import Services
+from rag.api.documents import DocumentService
+from rag.api.jobs.manager import JobManager
+from rag.api.jobs.store import JobStore
 from rag.api.limits import Gates
 from rag.api.metrics import Metrics
 from rag.api.middleware import (
@@ -29,15 +32,12 @@ from rag.api.middleware import (
     MetricsMiddleware,
     TrustedHostMiddleware,
 )
-from rag.api.readiness import LLMProbe
+from rag.api.paths import PathPolicy
+from rag.api.probe import LLMProbe
 from rag.api.routes import router
 from rag.config import Settings
 from rag.errors import RagError
 from rag.runtime import Runtime
-from rag.services.documents import DocumentService
-from rag.services.jobs import JobManager
-from rag.services.jobstore import JobStore
-from rag.services.paths import PathPolicy
 
 log = logging.getLogger(__name__)
 LEGACY_ROUTES = ["/ask", "/health"]  # kept from before /v1, not in the schema

@@ -27,13 +27,13 @@ import anyio.to_thread
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive
 
+from rag.answering.answer import AnswerService
 from rag.api.errors import DeadlineExceededError
 from rag.api.limits import Gates
 from rag.api.metrics import Metrics
 from rag.api.schemas import AskRequest
 from rag.errors import RagError
 from rag.models import Answer
-from rag.services.answer import AnswerService
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rag.api.documents import DocumentNotFoundError
+from rag.api.jobs.manager import IndexBusyError, JobNotFoundError, JobQueueFullError
+from rag.api.paths import PathNotAllowedError, PathNotFoundError, UploadTooLargeError
 from rag.errors import (
     ConfigError,
     IndexMismatchError,
@@ -26,9 +29,6 @@ from rag.errors import (
     ModelNotFoundError,
     RagError,
 )
-from rag.services.documents import DocumentNotFoundError
-from rag.services.jobs import IndexBusyError, JobNotFoundError, JobQueueFullError
-from rag.services.paths import PathNotAllowedError, PathNotFoundError, UploadTooLargeError
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
+from rag.api.documents import DocumentInfo
+from rag.api.jobs.records import JobStatus
 from rag.config import Backend
 from rag.errors import RagError
 from rag.models import Source
-from rag.services.documents import DocumentInfo
-from rag.services.jobs import JobStatus
 
 
 def _number_not_text(value: Any) -> Any:

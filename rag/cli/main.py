@@ -97,8 +97,8 @@ def ingest(
     settings, _ = _settings(llm_backend=backend, index_dir=index, corpus_dir=corpus)
     from rag.adapters.lock import IndexLockedError
     from rag.cli.progress import BarProgress
+    from rag.indexing.loader import check_paths
     from rag.runtime import Runtime
-    from rag.services.loader import check_paths
 
     check_paths(paths or [settings.corpus_dir])
     runtime = Runtime(settings)
@@ -139,7 +139,7 @@ def _print_report(report: Any) -> None:
 
 def _watch(runtime: Any, roots: list[Path]) -> None:
     from rag.cli.progress import LineProgress
-    from rag.services.watch import watch
+    from rag.indexing.watch import watch
 
     settings = runtime.settings
     with runtime.writer_lock("rag ingest --watch"):
@@ -170,8 +170,8 @@ def status(
 ) -> None:
     """What the index holds (documents, chunks, size, model) and anything out of sync."""
     settings, _ = _settings(index_dir=index, corpus_dir=corpus)
+    from rag.indexing.status import index_status
     from rag.runtime import Runtime
-    from rag.services.status import index_status
 
     st = index_status(Runtime(settings).ingest_service())
     if as_json:

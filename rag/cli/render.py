@@ -19,10 +19,10 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.text import Text
 
+from rag.answering.citations import neutralize
 from rag.errors import LLMError, RagError
 from rag.models import Answer, Citation
-from rag.services.citations import neutralize
-from rag.services.text import content_words
+from rag.text import content_words
 
 # Whole escape sequences first (so "ESC [ 2 J" leaves one mark, not "[2J"), then any other
 # C0/C1 control character except tab and newline.

@@ -15,13 +15,13 @@ from starlette.datastructures import UploadFile
 
 from rag.api.asking import in_thread
 from rag.api.deps import DeadlineDep, Services, ServicesDep, SettingsDep
+from rag.api.documents import DeletedDocument
 from rag.api.errors import UnsupportedMediaTypeError, responses
+from rag.api.jobs.records import JobStatus
+from rag.api.paths import UPLOADS
 from rag.api.schemas import DOC_PATH, JOB_ID, DocumentList, IngestAccepted, IngestPaths, Prefix
 from rag.errors import IndexMissingError
 from rag.runtime import Runtime
-from rag.services.documents import DeletedDocument
-from rag.services.jobs import JobStatus
-from rag.services.paths import UPLOADS
 
 router = APIRouter(tags=["documents"])
 
