@@ -84,6 +84,12 @@ def bearer_headers(header: str, token: SecretStr | None) -> dict[str, str]:
     return {header: value}
 
 
+def user_cache_dir() -> Path:
+    """rag's per-user cache folder: $XDG_CACHE_HOME/rag, else ~/.cache/rag."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "rag"
+
+
 class Settings(BaseSettings):
     """Every knob of rag, with a safe default."""
 
@@ -102,7 +108,10 @@ class Settings(BaseSettings):
         Path("data/index"), description="Folder holding the embedded Chroma index and manifest."
     )
     models_dir: Path = Field(
-        Path("data/models"), description="Where model files assembled from packages are cached."
+        default_factory=lambda: user_cache_dir() / "models",
+        description="Where model files assembled from packages (the int8 embedding model, the "
+        "packaged GGUF) are cached: one per-user folder ($XDG_CACHE_HOME/rag/models, else "
+        "~/.cache/rag/models), not the current folder.",
     )
     chroma_url: str | None = Field(
         None,

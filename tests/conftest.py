@@ -106,5 +106,6 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         RAG_LLM_BACKEND="extractive",
         NO_COLOR="1",
         OLLAMA_HOST=f"127.0.0.1:{free_port()}",  # nothing listens there: Ollama is "down"
+        RAG_MODELS_DIR=str(REPO / "data" / "models"),  # the tests' shared int8 model cache
     )
     yield env

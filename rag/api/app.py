@@ -27,6 +27,7 @@ from rag.api.limits import Gates
 from rag.api.metrics import Metrics
 from rag.api.middleware import (
     PUBLIC_PATHS,
+    REDACT_SECRETS,
     ApiKeyMiddleware,
     BodyLimitMiddleware,
     MetricsMiddleware,
@@ -149,6 +150,8 @@ def _customize_openapi(app: FastAPI, settings: Settings) -> None:
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     runtime = runtime or Runtime(settings)
     metrics = Metrics()
+    for name in ("uvicorn.access", "uvicorn.error"):  # a key in a query string is not logged
+        logging.getLogger(name).addFilter(REDACT_SECRETS)
     services = _build_services(settings, runtime, metrics)
 
     @asynccontextmanager

@@ -24,7 +24,7 @@ from rag.errors import InputError, RagError
 UPLOADS = "uploads"
 COPY_BLOCK = 1 << 20
 MAX_NAME = 120
-_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+_UNSAFE = re.compile(r"[^\w. -]+")  # letters and digits of any script stay
 
 
 class PathNotAllowedError(RagError):
@@ -82,9 +82,10 @@ class PathPolicy:
     def _refuse(self, raw: str) -> PathNotAllowedError:
         return PathNotAllowedError(
             f"{raw!r} is outside the folders this server may read",
-            "name a file or folder under "
-            + ", ".join(str(r) for r in self.roots)
-            + " (relative paths are taken from the corpus folder); RAG_ALLOWED_ROOTS adds more",
+            "name a file or folder inside the allowed folders ("
+            + ", ".join(r.name or "/" for r in self.roots)
+            + "; relative paths are taken from the corpus folder); the server's "
+            "RAG_ALLOWED_ROOTS adds more",
         )
 
     def resolve(self, raw: str) -> Path:

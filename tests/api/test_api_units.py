@@ -87,6 +87,7 @@ def test_a_folder_whose_ingest_would_follow_a_link_out_of_the_roots_is_refused(
     ("given", "stored"),
     [
         ("notes.txt", "notes.txt"),
+        ("café menü.txt", "café menü.txt"),
         ("../../etc/passwd", "passwd"),
         ("C:\\Users\\me\\a b.md", "a b.md"),
         (".bashrc", "bashrc"),
@@ -121,6 +122,11 @@ def test_uploads_stay_in_the_uploads_folder(tmp_path: Path) -> None:
         ("LocalHost", "localhost"),
         ("::1", "::1"),
         ("", ""),
+        ("127.0.0.1:8104@evil.example", ""),  # not 127.0.0.1
+        ("127.0.0.1@evil.example", ""),
+        ("evil.example#127.0.0.1", ""),
+        ("127.0.0.1:80:80", ""),
+        ("localhost\\@evil", ""),
     ],
 )
 def test_host_of(header: str, host: str) -> None:

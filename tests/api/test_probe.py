@@ -21,7 +21,7 @@ import pytest
 
 from rag.api.app import create_app
 from tests.api_support import LiveServer
-from tests.conftest import CORPUS, free_port, make_runtime
+from tests.conftest import CORPUS, REPO, free_port, make_runtime
 
 RAG = str(Path(sys.executable).parent / "rag")
 WAIT = 60.0  # generous: a stalled probe used to take the first-token timeout (here 300 s)
@@ -69,6 +69,7 @@ def _env(home: Path, stalled: StalledServer, **extra: str) -> dict[str, str]:
         RAG_LLAMACPP_MODEL_PATH=str(home / "no-such-model.gguf"),  # auto: no llama.cpp either
         RAG_FIRST_TOKEN_TIMEOUT="300",
         RAG_PROBE_TIMEOUT="1",
+        RAG_MODELS_DIR=str(REPO / "data" / "models"),
         OLLAMA_HOST=stalled.url,
         NO_COLOR="1",
         **extra,

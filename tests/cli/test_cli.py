@@ -172,3 +172,20 @@ def test_one_huge_file_is_cut_to_its_chunk_limit(cli_env: dict[str, str], tmp_pa
     assert status["in_sync"] and status["chunks_listed"] < 40, status  # uncut: over 250
     asked = json.loads(rag("ask", PUTIN_2000, "--json", env=env).stdout)
     assert not asked["abstained"] and "2000" in asked["answer"]
+
+
+def test_model_cache_is_per_user_not_in_the_current_folder(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Run from another folder, rag keeps its int8 model cache in one per-user place."""
+    env = {k: v for k, v in cli_env.items() if k != "RAG_MODELS_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shown = subprocess.run(
+        [RAG, "config", "--json"], env=env, cwd=elsewhere, capture_output=True, text=True,
+        timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert str(tmp_path / "cache" / "rag" / "models") in shown.stdout
+    assert not (elsewhere / "data").exists()

@@ -168,9 +168,11 @@ class JobManager:
         shown: Sequence[str],
         source: Literal["paths", "upload"],
         skipped: Sequence[tuple[str, str]] = (),
+        warnings: Sequence[str] = (),
     ) -> JobStatus:
         """Queue an ingest of ``paths`` (``shown``: as the client named them); ``skipped``:
-        files already known not to be read, with the reason."""
+        files already known not to be read, with the reason; ``warnings``: said up front
+        (e.g. an upload stored under another name)."""
         self.ensure_room()
         status = JobStatus(
             id=uuid.uuid4().hex,
@@ -179,6 +181,7 @@ class JobManager:
             paths=list(shown),
             created_at=now(),
             skipped=[SkippedFile(path=p, reason=r) for p, r in skipped],
+            warnings=list(warnings),
         )
         job = _Job(status, list(paths))
         with self._lock:
