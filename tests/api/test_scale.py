@@ -8,6 +8,7 @@ The fast tests run in the normal suite; the minutes-long ones (`rag eval` twice,
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import subprocess
@@ -25,13 +26,14 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from rag.adapters.lock import IndexLock
+from rag.api.app import create_app
 from rag.api.jobs.manager import IndexBusyError, JobManager, JobNotFoundError
 from rag.api.jobs.records import JobStatus
 from rag.api.jobs.store import JobStore
 from rag.config import Settings, describe_settings, load_settings
 from rag.errors import ConfigError, IndexStateError
 from rag.indexing.ingest import IngestReport, Progress
-from tests.api_support import JULY_2000
+from tests.api_support import JULY_2000, LiveServer
 from tests.conftest import CORPUS, PUTIN_2000, PUTIN_2000_LINES, REPO, free_port, make_runtime
 from tests.ollama_wire import MODEL, july_2000_answer
 
@@ -318,6 +320,26 @@ def test_a_store_that_lost_its_vectors_is_detected_and_refilled(
     asked = rag("ask", "Where was the Heron rover assembled?", "--json")
     answer = json.loads(asked.stdout)
     assert not answer["abstained"] and "Tromsø" in answer["answer"]
+
+
+def test_serve_reports_a_store_that_lost_its_vectors_at_start_up(
+    chroma: str,
+    tmp_path: Path,
+    embedder,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    corpus = _small_corpus(tmp_path / "corpus")
+    name = _name()
+    built = make_runtime(tmp_path, embedder, corpus, collection=name)
+    built.ingest_service().ingest()
+    listed = built.store.count()
+    served = make_runtime(tmp_path, embedder, corpus, collection=name, chroma_url=chroma)
+    with caplog.at_level(logging.WARNING), LiveServer(create_app(served.settings, served)) as live:
+        documents = httpx.get(f"{live.url}/v1/documents", timeout=30).json()
+    assert f"the vector store holds 0 chunks; the manifest lists {listed}" in caplog.text
+    assert documents["chunks"] < listed  # the files that lost their vectors are unfinished
+    report = served.ingest_service().ingest()  # the next ingest embeds them again
+    assert report.files_indexed == 2 and served.store.count() == listed
 
 
 # -- the same answers as embedded mode ---------------------------------------------------------
