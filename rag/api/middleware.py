@@ -15,15 +15,15 @@ from collections.abc import Callable, Sequence
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rag.api.errors import (
+from rag.api.errors import error_response
+from rag.api.metrics import Metrics
+from rag.errors import (
     PayloadTooLargeError,
+    RagError,
     RequestTimeoutError,
     UnauthorizedError,
     UntrustedHostError,
-    error_response,
 )
-from rag.api.metrics import Metrics
-from rag.errors import RagError
 
 PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 

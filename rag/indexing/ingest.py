@@ -29,15 +29,10 @@ import numpy as np
 
 from rag.adapters.embedder import Embedder
 from rag.adapters.generations import GenerationStores
-from rag.adapters.manifest import (
-    FileEntry,
-    Generation,
-    ManifestDamagedError,
-    ManifestDB,
-)
+from rag.adapters.manifest import FileEntry, Generation, ManifestDB
 from rag.adapters.store import ChromaStore, IndexInfo
 from rag.config import Settings
-from rag.errors import EmptyCorpusError, IndexStateError
+from rag.errors import EmptyCorpusError, IndexStateError, ManifestDamagedError
 from rag.indexing.chunker import Chunker
 from rag.indexing.loader import Document, Skipped, SourceFile, discover, read
 from rag.indexing.recovery import Recovery, builds_wanted

@@ -25,11 +25,11 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from rag.adapters.lock import IndexLock
-from rag.api.jobs.manager import IndexBusyError, JobManager, JobNotFoundError
+from rag.api.jobs.manager import JobManager
 from rag.api.jobs.records import JobStatus
 from rag.api.jobs.store import JobStore
 from rag.config import Settings, describe_settings, load_settings
-from rag.errors import ConfigError, IndexStateError
+from rag.errors import ConfigError, IndexBusyError, IndexStateError, JobNotFoundError
 from rag.indexing.ingest import IngestReport, Progress
 from tests.api_support import JULY_2000
 from tests.conftest import CORPUS, PUTIN_2000, PUTIN_2000_LINES, REPO, free_port, make_runtime

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from rag.adapters.generations import GenerationStores
-from rag.adapters.lock import IndexLock, IndexLockedError
-from rag.adapters.manifest import ACTIVE_FILE, FILE_NAME, Manifest, ManifestDamagedError
-from rag.errors import IndexMissingError, IndexStateError
+from rag.adapters.lock import IndexLock
+from rag.adapters.manifest import ACTIVE_FILE, FILE_NAME, Manifest
+from rag.errors import IndexLockedError, IndexMissingError, IndexStateError, ManifestDamagedError
 from tests.conftest import CORPUS, REPO, make_runtime
 from tests.crash_check import check
 

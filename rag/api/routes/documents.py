@@ -16,11 +16,11 @@ from starlette.datastructures import UploadFile
 from rag.api.asking import in_thread
 from rag.api.deps import DeadlineDep, Services, ServicesDep, SettingsDep
 from rag.api.documents import DeletedDocument
-from rag.api.errors import UnsupportedMediaTypeError, responses
+from rag.api.errors import responses
 from rag.api.jobs.records import JobStatus
 from rag.api.paths import UPLOADS
 from rag.api.schemas import DOC_PATH, JOB_ID, DocumentList, IngestAccepted, IngestPaths, Prefix
-from rag.errors import IndexMissingError
+from rag.errors import IndexMissingError, UnsupportedMediaTypeError
 from rag.runtime import Runtime
 
 router = APIRouter(tags=["documents"])
