@@ -126,9 +126,7 @@ def settings_for(ctx: Context, index: Path, corpus: Path, **extra: Any) -> Setti
 def runtime_with(settings: Settings, embedder: Any) -> Runtime:
     """A Runtime whose embedder is one already loaded (the model is loaded once per run;
     model loading is not part of any throughput measured here)."""
-    runtime = Runtime(settings)
-    runtime.__dict__["embedder"] = embedder
-    return runtime
+    return Runtime(settings, embedder=embedder)
 
 
 @contextlib.contextmanager

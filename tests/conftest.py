@@ -81,9 +81,7 @@ def make_runtime(tmp: Path, embedder, corpus: Path | None = None, **overrides): 
             shutil.copytree(CORPUS, corpus)
     overrides.setdefault("models_dir", REPO / "data" / "models")
     settings = Settings(corpus_dir=corpus, index_dir=tmp / "index", **overrides)
-    runtime = Runtime(settings)
-    runtime.__dict__["embedder"] = embedder  # share the loaded model (cached_property slot)
-    return runtime
+    return Runtime(settings, embedder=embedder)  # share the loaded model
 
 
 @pytest.fixture(scope="session")

@@ -74,7 +74,7 @@ def _arm(runtime: Any, crash_at: int) -> list[str]:
     for target, name in WRITES:
         if target == "manifest":
             wrap(runtime.manifest, name)
-    runtime.__dict__["stores"] = ArmedStores(runtime.settings)
+    runtime.stores = ArmedStores(runtime.settings)
     return seen
 
 
