@@ -13,6 +13,10 @@ Keeping the index true to the files:
   one, which keeps answering queries until the new one is complete and switched to.
 
 Every write holds the index's writer lock (``lock``, see :mod:`rag.adapters.lock`).
+
+Longer than ~400 lines on purpose: ``IngestService`` is one ordered flow (read, chunk, embed,
+mark pending, write, mark complete, prune, switch generations) whose order is what makes it
+crash-safe; recovery, the manifest and the stores of each generation are elsewhere already.
 """
 
 from __future__ import annotations
