@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from rag.adapters.embedder import Embedder
 from tests.conftest import CORPUS, REPO, make_runtime
 
 pytestmark = pytest.mark.slow
@@ -79,7 +80,7 @@ def _rag(env: dict[str, str]) -> list[str]:
 def test_kill_minus_nine_at_random_points_keeps_the_index_consistent(
     tmp_path: Path,
     cli_env: dict[str, str],
-    embedder,  # type: ignore[no-untyped-def]
+    embedder: Embedder,
 ) -> None:
     corpus, index = tmp_path / "corpus", tmp_path / "index"
     _paragraph_files(corpus)
