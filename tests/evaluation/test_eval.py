@@ -117,3 +117,93 @@ def test_bad_golden_and_baseline_files_are_clear_errors(tmp_path: Path) -> None:
         load_golden(bad)
     with pytest.raises(InputError, match="baseline not found"):
         load_baseline(tmp_path / "nope.json")
+
+
+# -- rounding is not a regression; a change is ------------------------------------------
+def _q(qid: str, answerable: bool, abstained: bool, confidence: float, rank: int | None = 1):  # type: ignore[no-untyped-def]
+    """A row as `rag eval` writes it (the fields the metrics read)."""
+    right = abstained != answerable
+    cited = 0 if abstained or not answerable else 1
+    return {
+        "id": qid,
+        "answerable": answerable,
+        "abstained": abstained,
+        "confidence": confidence,
+        "hit_rank": rank if answerable else None,
+        "exact_match": 0.0 if answerable else None,
+        "f1": (0.5 if right else 0.0) if answerable else None,
+        "contains": (1.0 if right else 0.0) if answerable else None,
+        "citation": {
+            "cited": cited,
+            "correct": cited,
+            "cited_lines": cited,
+            "evidence_lines_cited": cited,
+        },
+        "correct": right,
+    }
+
+
+def _baseline(rows: list[dict]) -> dict:  # type: ignore[type-arg]
+    from rag.evaluation.gate import baseline_payload
+    from rag.evaluation.metrics import summary_metrics
+
+    meta = {"abstain_below": 0.65}
+    return baseline_payload(meta, {"metrics": summary_metrics(rows)}, rows)
+
+
+# 20 answerable (confident), 17 unanswerable: a 17-question subset where one flip is 0.059.
+BASE = [_q(f"a{i}", True, False, 0.9) for i in range(20)] + [
+    _q(f"u{i}", False, i < 6, 0.5 if i < 6 else 0.8) for i in range(17)
+]
+BASE[20] = _q("u0", False, True, 0.6495)  # abstained, a hair below the threshold
+
+
+def _now(rows: list[dict]) -> tuple[dict, list[dict]]:  # type: ignore[type-arg]
+    from rag.evaluation.metrics import summary_metrics
+
+    return summary_metrics(rows), rows
+
+
+def test_a_question_that_rounds_across_the_threshold_is_not_a_regression() -> None:
+    """pk-u16 on an AVX2 machine: 0.6495 (abstained) became 0.6552 (answered)."""
+    baseline = _baseline(BASE)
+    rows = [*BASE]
+    rows[20] = _q("u0", False, False, 0.6552)
+    metrics, rows = _now(rows)
+    assert metrics["abstain_recall"] < baseline["summary"]["abstain_recall"] - 0.05
+    result = compare(baseline, metrics, rows)
+    assert result.passed, result.regressions
+    assert result.borderline == ["u0"] and result.flipped == []
+
+
+def test_a_real_change_at_the_threshold_still_fails() -> None:
+    """Counter-tests: the same flip fails when the confidence moved by more than the margin,
+    when it is not near the threshold, or when something else (a rank) changed too."""
+    baseline = _baseline(BASE)
+    for changed, threshold in (
+        (_q("u0", False, False, 0.70), None),  # moved by 0.05: the scoring changed
+        (_q("u0", False, False, 0.6552), 0.60),  # a small move, but far from this threshold
+    ):
+        rows = [*BASE]
+        rows[20] = changed
+        metrics, rows = _now(rows)
+        result = compare(baseline, metrics, rows, threshold)
+        assert not result.passed and result.flipped == ["u0"] and not result.borderline
+        assert {r.metric for r in result.regressions} >= {"abstain_recall"}
+    # a borderline flip does not hide a ranking change elsewhere
+    rows = [*BASE]
+    rows[20] = _q("u0", False, False, 0.6552)
+    rows[0] = _q("a0", True, False, 0.9, rank=None)
+    rows[1] = _q("a1", True, False, 0.9, rank=None)
+    metrics, rows = _now(rows)
+    result = compare(baseline, metrics, rows)
+    assert {r.metric for r in result.regressions} >= {"recall@1", "recall@5"}
+    # an old baseline (no confidences recorded) judges every flip in full
+    old = {
+        **baseline,
+        "questions": {k: {"correct": v["correct"]} for k, v in baseline["questions"].items()},
+    }
+    rows = [*BASE]
+    rows[20] = _q("u0", False, False, 0.6552)
+    metrics, rows = _now(rows)
+    assert not compare(old, metrics, rows, 0.65).passed
