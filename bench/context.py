@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import subprocess
 import time
@@ -22,6 +23,10 @@ log = logging.getLogger("bench")
 ROOT = Path(__file__).resolve().parent.parent
 FP32_MODEL = "all-MiniLM-L6-v2"
 INT8_MODEL = FP32_MODEL + "+onnx-int8"
+# The SQuAD benchmark: ../shared beside the checkout (as CI lays it out), or --squad-dir.
+SQUAD_DIR = Path(
+    os.environ.get("BENCH_SQUAD_DIR") or ROOT.parent / "shared" / "benchmarks" / "squad"
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class Context:
     skip: set[str]
     index_model: str  # the embedder every section but `int8` uses (default: rag's default)
     index_embedder: Embedder
+    squad_dir: Path = SQUAD_DIR  # corpus/ and golden.jsonl of the SQuAD benchmark
     ingest_index: tuple[Path, Path] | None = None  # (index, corpus) of the ingest tier
     tiers: dict[str, tuple[Path, Path]] = field(default_factory=dict)  # built retrieval tiers
     texts: list[str] = field(default_factory=list)  # what the ingest tier embedded

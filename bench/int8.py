@@ -17,7 +17,6 @@ from bench.queries import QUESTIONS
 from rag.adapters.embedder import Embedder, split_backend
 
 SQUAD_RECORD = Path(__file__).resolve().parent / "squad_recall.json"
-SQUAD_DIR = Path("/work/shared/benchmarks/squad")
 
 
 # -- 8: the int8 ONNX embedder against fp32 --------------------------------------------------
@@ -59,8 +58,8 @@ def bench_squad(ctx: Context) -> dict[str, Any]:
         if SQUAD_RECORD.is_file():
             return {**json.loads(SQUAD_RECORD.read_text()), "source": "recorded"}
         return {"skipped": "no recorded result; run with BENCH_SCALE=full or --squad"}
-    if not (SQUAD_DIR / "golden.jsonl").is_file():
-        return {"skipped": f"{SQUAD_DIR} not found"}
+    if not (ctx.squad_dir / "golden.jsonl").is_file():
+        return {"skipped": f"{ctx.squad_dir} not found (give --squad-dir or BENCH_SQUAD_DIR)"}
     out: dict[str, Any] = {}
     runs: tuple[tuple[str, str], ...] = (("fp32", FP32_MODEL), ("int8", INT8_MODEL))
     if os.environ.get("BENCH_SQUAD") == "int8" and SQUAD_RECORD.is_file():
@@ -78,9 +77,9 @@ def bench_squad(ctx: Context) -> dict[str, Any]:
         command = [str(Path(sys.executable).parent / "rag"), "eval"]
         command += [
             "--corpus",
-            str(SQUAD_DIR / "corpus"),
+            str(ctx.squad_dir / "corpus"),
             "--golden",
-            str(SQUAD_DIR / "golden.jsonl"),
+            str(ctx.squad_dir / "golden.jsonl"),
         ]
         command += ["--backend", "extractive", "--out", str(folder)]
         with timer() as took:

@@ -31,7 +31,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bench.context import FP32_MODEL, INT8_MODEL, ROOT, SCALES, Context, Scale, git_head, log, timer
+from bench.context import (
+    FP32_MODEL,
+    INT8_MODEL,
+    ROOT,
+    SCALES,
+    SQUAD_DIR,
+    Context,
+    Scale,
+    git_head,
+    log,
+    timer,
+)
 from bench.ingest import bench_ingest
 from bench.int8 import bench_int8, bench_squad
 from bench.llamacpp import bench_llamacpp
@@ -44,7 +55,7 @@ from rag.config import Settings
 SECTIONS = ("ingest", "int8", "retrieval", "server", "llamacpp", "squad")
 
 
-def run(scale: Scale, work: Path, out: Path, skip: set[str]) -> int:
+def run(scale: Scale, work: Path, out: Path, skip: set[str], squad_dir: Path = SQUAD_DIR) -> int:
     started = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
     models = work / "models"
@@ -54,7 +65,7 @@ def run(scale: Scale, work: Path, out: Path, skip: set[str]) -> int:
     if index_model not in (FP32_MODEL, INT8_MODEL):
         raise SystemExit(f"BENCH_INDEX_MODEL must be {FP32_MODEL} or {INT8_MODEL}")
     index_embedder = Embedder(index_model, backend="torch", cache_dir=models)
-    ctx = Context(scale, work, models, skip, index_model, index_embedder)
+    ctx = Context(scale, work, models, skip, index_model, index_embedder, squad_dir)
     load_before = round(os.getloadavg()[0], 2)
     measurements: dict[str, Any] = {}
     steps: list[tuple[str, Callable[[Context], dict[str, Any]]]] = [
@@ -128,6 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"comma-separated: {','.join(SECTIONS)}",
     )
     parser.add_argument("--squad", action="store_true", help="run the SQuAD evaluations now")
+    parser.add_argument(
+        "--squad-dir",
+        type=Path,
+        default=SQUAD_DIR,
+        help="the SQuAD benchmark folder (corpus/ and golden.jsonl); "
+        "default ../shared beside the checkout",
+    )
     args = parser.parse_args(argv)  # fmt: skip
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     log.setLevel(logging.INFO)
@@ -139,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scale = Scale(**{**asdict(scale), "tiers": tuple(int(t) for t in tiers.split(","))})
     if args.squad or os.environ.get("BENCH_SQUAD") in ("1", "int8"):
         scale = Scale(**{**asdict(scale), "squad": True})
-    return run(scale, args.work.resolve(), args.out.resolve(), skip)
+    return run(scale, args.work.resolve(), args.out.resolve(), skip, args.squad_dir.resolve())
 
 
 if __name__ == "__main__":
