@@ -6,6 +6,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import httpx
@@ -24,7 +25,7 @@ from tests.ollama_wire import MODEL, july_2000_answer
 from tests.ollama_wire import chat_line as _line
 
 
-def _tags(*names: str) -> dict:  # type: ignore[type-arg]
+def _tags(*names: str) -> dict[str, Any]:
     return {
         "models": [
             {
@@ -143,7 +144,7 @@ def test_error_line_inside_the_stream(httpserver: HTTPServer) -> None:
 
 
 def test_large_prompt_gets_a_large_enough_context(httpserver: HTTPServer) -> None:
-    seen: list[dict] = []  # type: ignore[type-arg]
+    seen: list[dict[str, Any]] = []
 
     def record(request: Request) -> Response:
         seen.append(request.get_json())

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,7 +61,7 @@ def _mutate(corpus: Path, rng: random.Random, step: int) -> None:
             victim.rename(corpus / f"renamed_{step}_{victim.name}")
 
 
-def _check(env: dict[str, str], index: Path, corpus: Path) -> dict:  # type: ignore[type-arg]
+def _check(env: dict[str, str], index: Path, corpus: Path) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-m", "tests.crash_check", str(index), str(corpus)],
         cwd=REPO,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from rag.runtime import Runtime
 from tests.conftest import CORPUS, make_runtime, sed_lines
 
 
-def _all_chunks(store: ChromaStore) -> list[dict]:  # type: ignore[type-arg]
+def _all_chunks(store: ChromaStore) -> list[dict[str, Any]]:
     got = store.collection.get(include=["documents", "metadatas"])
     return [
         {"id": i, "text": d, **m}
