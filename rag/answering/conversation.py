@@ -56,6 +56,12 @@ class Turn:
     answer: str  # the answer without citation markers; "" when rag abstained
 
 
+def history_turn(question: str, answer: str, query: str | None = None) -> Turn:
+    """A turn as a client reports it (HTTP ``history``): citation markers dropped."""
+    question = question.strip()
+    return Turn(question, (query or question).strip(), _MARKERS.sub("", answer).strip())
+
+
 @dataclass(frozen=True)
 class Rewrite:
     question: str
@@ -288,8 +294,8 @@ class ChatService:
         answer = self.current.ask(
             rewrite.query, top_k=self.top_k, on_token=on_token, paths=self.paths
         )
-        said = "" if answer.abstained else _MARKERS.sub("", answer.answer).strip()
-        self.conversation.add(Turn(question, rewrite.query, said))
+        said = "" if answer.abstained else answer.answer
+        self.conversation.add(history_turn(question, said, rewrite.query))
         self.last = ChatAnswer(question, rewrite, answer)
         return self.last
 

@@ -35,6 +35,7 @@ from rag.api.middleware import (
 from rag.api.paths import PathPolicy
 from rag.api.probe import LLMProbe
 from rag.api.routes import router
+from rag.api.routes.page import PAGE_ROUTES
 from rag.config import Settings
 from rag.errors import RagError
 from rag.runtime import Runtime
@@ -49,7 +50,9 @@ DESCRIPTION = """Question answering over your own files; every answer cites file
 * `POST /v1/ingest` starts an ingest job (paths inside the allowed roots, or uploaded files);
   `GET /v1/ingest/{job}` reports its progress. Jobs run one at a time; a few may wait, more
   are refused with 429.
-* `GET /v1/documents`, `DELETE /v1/documents/{path}`.
+* `GET /v1/documents`, `DELETE /v1/documents/{path}`; `GET /v1/lines` (a document's
+  numbered lines around a citation).
+* `GET /` is a web page over this API (ask, read citations, manage documents).
 * `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus).
 
 Errors are `{"error": {"code", "message", "hint"}}`. When the server has an API key, send it
@@ -192,7 +195,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
 
     def templates() -> list[str]:  # route templates, for the metrics' route label
-        return sorted(app.openapi().get("paths", {}), key=len, reverse=True) + LEGACY_ROUTES
+        paths = sorted(app.openapi().get("paths", {}), key=len, reverse=True)
+        return paths + LEGACY_ROUTES + PAGE_ROUTES
 
     for layer in reversed(_middleware(settings, metrics, templates)):  # first: outermost
         app.add_middleware(layer.cls, *layer.args, **layer.kwargs)

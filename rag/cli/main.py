@@ -282,6 +282,19 @@ def chat(
         raise typer.Exit(code)
 
 
+def _serve_announcing(config: Any, page: str) -> None:
+    """Run uvicorn; once it listens, the last line of its start says where the page is."""
+    import uvicorn
+
+    class AnnouncingServer(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:  # before any request is served (and logged)
+                typer.echo(f"\nopen {page} in a browser to ask your documents", err=True)
+
+    AnnouncingServer(config).run()
+
+
 @app.command()
 @friendly
 def serve(
@@ -327,14 +340,15 @@ def serve(
         api: Any = None  # each worker process builds its own app from RAG_* variables
     else:
         api = create_app(settings)
-    typer.echo(f"rag is serving on {url}  (API docs: {url}/docs)", err=True)
+    typer.echo(f"rag is serving on {url}  (the page: {url}/  API docs: {url}/docs)", err=True)
     auth = ' -H "Authorization: Bearer $RAG_API_KEY"' if settings.api_key else ""
     typer.echo(
         f"try:  curl -s {url}/v1/ask -H 'Content-Type: application/json'{auth} -d '{example}'",
         err=True,
     )
     if api is not None:
-        uvicorn.run(api, host=settings.host, port=settings.port, log_level="info")
+        config = uvicorn.Config(api, host=settings.host, port=settings.port, log_level="info")
+        _serve_announcing(config, f"{url}/")
         return
     # Worker processes read their settings from the environment: pass the flags on.
     for name, value in overrides.items():

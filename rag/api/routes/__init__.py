@@ -2,11 +2,12 @@
 
 from fastapi import APIRouter
 
-from rag.api.routes import ask, documents, ops
+from rag.api.routes import ask, documents, ops, page
 
 router = APIRouter()
 router.include_router(ask.router)
 router.include_router(documents.router)
 router.include_router(ops.router)
+router.include_router(page.router)
 
 __all__ = ["router"]
