@@ -8,7 +8,8 @@ and exits non-zero.
     RagError
     ├── ConfigError            settings that cannot work (bad value, bad rag.toml)
     ├── InputError             a path or request the user gave is unusable
-    │   └── EmptyCorpusError   nothing ingestible was found
+    │   ├── EmptyCorpusError   nothing ingestible was found
+    │   └── LineRangeError     a line range too long or past the document (GET /v1/lines)
     ├── IndexStateError            the index is missing, corrupt or incompatible
     │   ├── IndexMissingError  no index yet: run `rag ingest`
     │   ├── IndexMismatchError built with another embedding model or chunker
@@ -71,6 +72,10 @@ class InputError(RagError):
 
 class EmptyCorpusError(InputError):
     code = "empty_corpus"
+
+
+class LineRangeError(InputError):
+    code = "bad_line_range"
 
 
 class IndexStateError(RagError):
