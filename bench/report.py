@@ -110,6 +110,12 @@ def info_rows(results: dict[str, Any]) -> list[tuple[str, Any]]:
                                        f"{get(m, 'squad', 'int8', 'recall@5')}"),
         ("re-ingest s in-process / `rag ingest` CLI",
          pair(m, "ingest", "reingest_s", "reingest_cli_s")),
+        ("SQuAD rag / llama-index default: recall@1, recall@5, citation precision",
+         ", ".join(str(get(m, "peer", "ratios_rag_to_peer", k))
+                   for k in ("recall@1", "recall@5", "citation_precision"))),
+        ("... line-precision, ingest throughput, query p50",
+         ", ".join(str(get(m, "peer", "ratios_rag_to_peer", k))
+                   for k in ("citation_line_precision", "ingest_throughput", "query_p50"))),
     ]  # fmt: skip
     return rows
 

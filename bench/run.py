@@ -46,13 +46,14 @@ from bench.context import (
 from bench.ingest import bench_ingest
 from bench.int8 import bench_int8, bench_squad
 from bench.llamacpp import bench_llamacpp
+from bench.peer import section as bench_peer
 from bench.report import print_table, targets
 from bench.retrieval import bench_retrieval
 from bench.server import bench_server
 from rag.adapters.embedder import Embedder
 from rag.config import Settings
 
-SECTIONS = ("ingest", "int8", "retrieval", "server", "llamacpp", "squad")
+SECTIONS = ("ingest", "int8", "retrieval", "server", "llamacpp", "squad", "peer")
 
 
 def run(scale: Scale, work: Path, out: Path, skip: set[str], squad_dir: Path = SQUAD_DIR) -> int:
@@ -75,6 +76,7 @@ def run(scale: Scale, work: Path, out: Path, skip: set[str], squad_dir: Path = S
         ("server", bench_server),
         ("llamacpp", bench_llamacpp),
         ("squad", bench_squad),
+        ("peer", bench_peer),  # llama-index's default pipeline beside rag (bench/peer.py)
     ]
     for name, step in steps:
         if name in skip:

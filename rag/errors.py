@@ -9,13 +9,15 @@ and exits non-zero.
     ├── ConfigError            settings that cannot work (bad value, bad rag.toml)
     ├── InputError             a path or request the user gave is unusable
     │   ├── EmptyCorpusError   nothing ingestible was found
-    │   └── LineRangeError     a line range too long or past the document (GET /v1/lines)
+    │   ├── LineRangeError     a line range too long or past the document (GET /v1/lines)
+    │   └── UnsupportedParameterError  an OpenAI request parameter rag cannot honour (400)
     ├── IndexStateError            the index is missing, corrupt or incompatible
     │   ├── IndexMissingError  no index yet: run `rag ingest`
     │   ├── IndexMismatchError built with another embedding model or chunker
     │   ├── IndexLockedError   another process is writing this index
     │   └── ManifestDamagedError   the manifest is torn, truncated or not ours
     ├── PromptError            a prompt template is missing or lacks a variable
+    ├── RemoteError            a rag server called over HTTP answered with an error
     ├── LLMError               the language model backend failed
     │   ├── LLMUnavailableError   backend not reachable / not installed
     │   ├── ModelNotFoundError    backend up, model missing (`ollama pull`)
@@ -36,6 +38,7 @@ and exits non-zero.
     ├── RequestTimeoutError    the request body came too slowly (408)
     ├── UntrustedHostError     a Host header not in RAG_TRUSTED_HOSTS (400)
     ├── DeadlineExceededError  the answer took longer than RAG_REQUEST_TIMEOUT (504)
+    ├── UnknownModelError      a model name the OpenAI-compatible routes do not serve (404)
     ├── OverloadedError        too much work already (429 or 503, Retry-After)
     └── ClientGoneError        the client left before the answer (499, never sent)
 
@@ -122,6 +125,19 @@ class LLMStreamError(LLMError):
     code = "llm_stream_error"
 
 
+class RemoteError(RagError):
+    """A rag server called over HTTP answered with an error (its code, message and hint)."""
+
+    code = "remote_error"
+
+    def __init__(
+        self, message: str, hint: str = "", http_status: int | None = None, remote_code: str = ""
+    ) -> None:
+        super().__init__(message, hint)
+        self.http_status = http_status
+        self.remote_code = remote_code
+
+
 # -- what the HTTP API adds: documents, paths and ingest jobs --------------------------------
 class PathNotAllowedError(RagError):
     """A path outside the allowed roots, or one that tries to climb out of them."""
@@ -178,6 +194,18 @@ class UntrustedHostError(RagError):
 
 class DeadlineExceededError(RagError):
     code = "deadline_exceeded"
+
+
+class UnknownModelError(RagError):
+    """A model name the OpenAI-compatible routes do not serve."""
+
+    code = "model_not_found"
+
+
+class UnsupportedParameterError(InputError):
+    """An OpenAI request parameter rag cannot honour (tools, n > 1, logprobs...)."""
+
+    code = "unsupported_parameter"
 
 
 class OverloadedError(RagError):

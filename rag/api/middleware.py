@@ -43,7 +43,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 async def _refuse(exc: RagError, scope: Scope, receive: Receive, send: Send) -> None:
-    await error_response(exc)(scope, receive, send)
+    await error_response(exc, scope.get("path", ""))(scope, receive, send)
 
 
 def template_pattern(template: str) -> re.Pattern[str]:
