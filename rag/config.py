@@ -3,6 +3,9 @@
 Values come from (highest first): explicit overrides (CLI flags), ``RAG_*``
 environment variables, an optional ``rag.toml`` (path in ``RAG_CONFIG``), and
 the defaults below.  ``describe_settings`` reports where each value came from.
+
+Longer than ~400 lines on purpose: every setting, with its default, environment variable,
+description and check, is in the one ``Settings`` class, so there is one place to read them.
 """
 
 from __future__ import annotations

@@ -55,6 +55,8 @@ DESCRIPTION = """Question answering over your own files; every answer cites file
   numbered lines around a citation).
 * `GET /` is a web page over this API (ask, read citations, manage documents).
 * `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus).
+* OpenAI-compatible: `POST /v1/chat/completions` (the last user message is the question;
+  citations in the extra field `rag`) and `GET /v1/models`; errors there in OpenAI's shape.
 
 Errors are `{"error": {"code", "message", "hint"}}`. When the server has an API key, send it
 as `Authorization: Bearer KEY` or `X-API-Key: KEY` (all routes but /healthz and the docs).

@@ -30,11 +30,10 @@ from starlette.types import Receive
 from rag.adapters.llm.base import LLM
 from rag.answering.answer import MAX_QUESTION_CHARS, AnswerService
 from rag.answering.conversation import Conversation, Rewrite, history_turn
-from rag.api.errors import DeadlineExceededError
 from rag.api.limits import Gates
 from rag.api.metrics import Metrics
 from rag.api.schemas import AskRequest
-from rag.errors import RagError
+from rag.errors import ClientGoneError, DeadlineExceededError, RagError
 from rag.models import Answer
 
 log = logging.getLogger(__name__)
@@ -46,11 +45,6 @@ T = TypeVar("T")
 
 class StopGenerationError(Exception):
     """Raised from ``on_token`` to stop the model (client gone or deadline passed)."""
-
-
-class ClientGoneError(RagError):
-    code = "client_closed_request"
-    status = 499  # never seen by the client: it left
 
 
 def deadline_error(timeout: float) -> DeadlineExceededError:

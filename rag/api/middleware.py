@@ -16,15 +16,15 @@ from collections.abc import Callable, Sequence
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rag.api.errors import (
+from rag.api.errors import error_response
+from rag.api.metrics import Metrics
+from rag.errors import (
     PayloadTooLargeError,
+    RagError,
     RequestTimeoutError,
     UnauthorizedError,
     UntrustedHostError,
-    error_response,
 )
-from rag.api.metrics import Metrics
-from rag.errors import RagError
 
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/"}
@@ -44,7 +44,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 async def _refuse(exc: RagError, scope: Scope, receive: Receive, send: Send) -> None:
-    await error_response(exc)(scope, receive, send)
+    await error_response(exc, scope.get("path", ""))(scope, receive, send)
 
 
 def template_pattern(template: str) -> re.Pattern[str]:

@@ -19,26 +19,17 @@ from typing import BinaryIO
 from urllib.parse import unquote
 
 from rag.config import Settings
-from rag.errors import InputError, RagError
+from rag.errors import (
+    InputError,
+    PathNotAllowedError,
+    PathNotFoundError,
+    UploadTooLargeError,
+)
 
 UPLOADS = "uploads"
 COPY_BLOCK = 1 << 20
 MAX_NAME = 120
 _UNSAFE = re.compile(r"[^\w. -]+")  # letters and digits of any script stay
-
-
-class PathNotAllowedError(RagError):
-    """A path outside the allowed roots, or one that tries to climb out of them."""
-
-    code = "path_not_allowed"
-
-
-class PathNotFoundError(RagError):
-    code = "path_not_found"
-
-
-class UploadTooLargeError(RagError):
-    code = "upload_too_large"
 
 
 def _climbs(raw: str) -> bool:

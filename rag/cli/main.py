@@ -95,8 +95,8 @@ def ingest(
     """Read documents, chunk them by lines, embed them and store them in the index."""
     _setup_logging(verbose)
     settings, _ = _settings(llm_backend=backend, index_dir=index, corpus_dir=corpus)
-    from rag.adapters.lock import IndexLockedError
     from rag.cli.progress import BarProgress
+    from rag.errors import IndexLockedError
     from rag.indexing.loader import check_paths
     from rag.runtime import Runtime
 

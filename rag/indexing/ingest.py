@@ -13,6 +13,10 @@ Keeping the index true to the files:
   one, which keeps answering queries until the new one is complete and switched to.
 
 Every write holds the index's writer lock (``lock``, see :mod:`rag.adapters.lock`).
+
+Longer than ~400 lines on purpose: ``IngestService`` is one ordered flow (read, chunk, embed,
+mark pending, write, mark complete, prune, switch generations) whose order is what makes it
+crash-safe; recovery, the manifest and the stores of each generation are elsewhere already.
 """
 
 from __future__ import annotations
@@ -29,15 +33,10 @@ import numpy as np
 
 from rag.adapters.embedder import Embedder
 from rag.adapters.generations import GenerationStores
-from rag.adapters.manifest import (
-    FileEntry,
-    Generation,
-    ManifestDamagedError,
-    ManifestDB,
-)
+from rag.adapters.manifest import FileEntry, Generation, ManifestDB
 from rag.adapters.store import ChromaStore, IndexInfo
 from rag.config import Settings
-from rag.errors import EmptyCorpusError, IndexStateError
+from rag.errors import EmptyCorpusError, IndexStateError, ManifestDamagedError
 from rag.indexing.chunker import Chunker
 from rag.indexing.loader import Document, Skipped, SourceFile, discover, read
 from rag.indexing.recovery import Recovery, builds_wanted

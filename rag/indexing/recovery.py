@@ -16,17 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.adapters.manifest import (
-    LEGACY_FILE,
-    FileEntry,
-    Generation,
-    ManifestDamagedError,
-    ManifestDB,
-    read_active_file,
-)
+from rag.adapters.manifest import LEGACY_FILE, FileEntry, Generation, ManifestDB, read_active_file
 from rag.adapters.store import ChromaStore, IndexInfo
 from rag.config import Settings
-from rag.errors import IndexStateError
+from rag.errors import IndexStateError, ManifestDamagedError
 from rag.models import now
 
 if TYPE_CHECKING:

@@ -6,8 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rag.adapters.lock import describe_holder, holder_of
-from rag.adapters.manifest import ManifestDamagedError
-from rag.errors import RagError
+from rag.errors import ManifestDamagedError, RagError
 from rag.indexing.ingest import IngestService
 from rag.indexing.loader import Skipped
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
+from rag.adapters.embedder import Embedder
 from rag.answering.answer import ABSTAIN_TEXT
 from rag.answering.citations import (
     MARKER,
@@ -17,17 +21,18 @@ from rag.answering.citations import (
 from rag.errors import InputError, PromptError
 from rag.models import Chunk, Passage
 from rag.prompts import load_prompt
+from rag.runtime import Runtime
 from tests.conftest import OFF_TOPIC, PUTIN_2000, PUTIN_2000_LINES, REPO, sed_lines
 
 
-def _assert_cites_real_lines(answer, corpus_dir) -> None:  # type: ignore[no-untyped-def]
+def _assert_cites_real_lines(answer, corpus_dir: Path) -> None:  # type: ignore[no-untyped-def]
     for c in answer.citations:
         lines = sed_lines(corpus_dir / c.path)
         assert 1 <= c.start_line <= c.end_line <= len(lines)
         assert c.quote == "\n".join(lines[c.start_line - 1 : c.end_line])
 
 
-def test_extractive_answer_cites_the_line_that_says_2000(corpus_runtime) -> None:  # type: ignore[no-untyped-def]
+def test_extractive_answer_cites_the_line_that_says_2000(corpus_runtime: Runtime) -> None:
     answer = corpus_runtime.answer_service.ask(PUTIN_2000, backend="extractive")
     assert not answer.abstained
     assert "2000" in answer.answer
@@ -37,12 +42,12 @@ def test_extractive_answer_cites_the_line_that_says_2000(corpus_runtime) -> None
     assert answer.timings.total_ms >= answer.timings.retrieval_ms > 0
 
 
-def test_question_the_corpus_cannot_answer(corpus_runtime) -> None:  # type: ignore[no-untyped-def]
+def test_question_the_corpus_cannot_answer(corpus_runtime: Runtime) -> None:
     answer = corpus_runtime.answer_service.ask(OFF_TOPIC, backend="extractive")
     assert answer.abstained and answer.answer == ABSTAIN_TEXT and answer.citations == []
 
 
-def test_empty_and_oversized_questions_are_refused(corpus_runtime) -> None:  # type: ignore[no-untyped-def]
+def test_empty_and_oversized_questions_are_refused(corpus_runtime: Runtime) -> None:
     with pytest.raises(InputError, match="empty"):
         corpus_runtime.answer_service.ask("   ")
     with pytest.raises(InputError, match="limit 2000"):
@@ -50,7 +55,7 @@ def test_empty_and_oversized_questions_are_refused(corpus_runtime) -> None:  # t
 
 
 @pytest.mark.llamacpp
-def test_llamacpp_answer_contains_2000_and_cites_the_line(corpus_runtime) -> None:  # type: ignore[no-untyped-def]
+def test_llamacpp_answer_contains_2000_and_cites_the_line(corpus_runtime: Runtime) -> None:
     service = corpus_runtime.answer_service
     answer = service.ask(PUTIN_2000, backend="llamacpp")
     assert answer.backend == "llamacpp" and answer.model.endswith(".gguf")
@@ -63,7 +68,7 @@ def test_llamacpp_answer_contains_2000_and_cites_the_line(corpus_runtime) -> Non
 
 
 @pytest.mark.llamacpp
-def test_llamacpp_threads_apply_to_prompt_processing_too(corpus_runtime) -> None:  # type: ignore[no-untyped-def]
+def test_llamacpp_threads_apply_to_prompt_processing_too(corpus_runtime: Runtime) -> None:
     from rag.adapters.llm.llamacpp import LlamaCppLLM
 
     settings = corpus_runtime.settings.model_copy(update={"llamacpp_threads": 1})
@@ -213,7 +218,7 @@ def test_prompts_load_by_name_and_fail_loudly() -> None:
     assert (REPO / "prompts" / "answer_completion.txt").exists()
 
 
-def test_undeclared_variable_in_a_prompt_file_fails(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_undeclared_variable_in_a_prompt_file_fails(tmp_path: Path) -> None:
     (tmp_path / "bad.txt").write_text("# name: bad\n# version: 1\n# variables: a\n[text]\n$a $b\n")
     with pytest.raises(PromptError, match="undeclared"):
         load_prompt("bad", tmp_path).render(a="x")
@@ -250,7 +255,7 @@ def test_memo_is_bounded_and_keeps_the_newest() -> None:
     assert [memo.get(str(i)) for i in range(5)] == [None, None, 2, 3, 4]
 
 
-def test_one_thread_query_embedding_matches_the_batch(torch_embedder) -> None:  # type: ignore[no-untyped-def]
+def test_one_thread_query_embedding_matches_the_batch(torch_embedder: Embedder) -> None:
     import numpy as np
     import torch
 
@@ -262,7 +267,7 @@ def test_one_thread_query_embedding_matches_the_batch(torch_embedder) -> None:  
     assert np.allclose(single, batch, atol=1e-5)
 
 
-def test_int8_question_vector_is_the_chunk_vector_of_the_same_text(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_int8_question_vector_is_the_chunk_vector_of_the_same_text(embedder: Embedder) -> None:
     """Questions run on their own one-thread session; the vectors must not differ by a bit."""
     import numpy as np
 
@@ -272,7 +277,9 @@ def test_int8_question_vector_is_the_chunk_vector_of_the_same_text(embedder) -> 
         assert np.array_equal(embedder.encode_query(text), row)
 
 
-def test_a_new_question_embeds_only_a_few_sentences(corpus_runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_question_embeds_only_a_few_sentences(
+    corpus_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Re-ranking reads stored vectors in context; only the REFINE best answer sentences are
     embedded on their own, and merged passages take their parts' vectors."""
     from rag.answering.answer import REFINE
@@ -283,11 +290,11 @@ def test_a_new_question_embeds_only_a_few_sentences(corpus_runtime, monkeypatch)
     seen: list[int] = []
     encode, in_context = embedder.encode, embedder.encode_in_context
 
-    def counting(texts, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def counting(texts, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
         seen.append(len(texts))
         return encode(texts, *args, **kwargs)
 
-    def refused(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def refused(*args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
         raise AssertionError("a passage was run through the model at query time")
 
     monkeypatch.setattr(embedder, "encode", counting)
@@ -300,7 +307,7 @@ def test_a_new_question_embeds_only_a_few_sentences(corpus_runtime, monkeypatch)
     corpus_runtime.refresh()
 
 
-def test_int8_vectors_do_not_depend_on_which_session_runs_them(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_int8_vectors_do_not_depend_on_which_session_runs_them(embedder: Embedder) -> None:
     import numpy as np
 
     texts = [f"Sentence number {i} about the summit in Pyongyang." * (1 + i % 3) for i in range(9)]

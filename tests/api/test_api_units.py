@@ -11,19 +11,12 @@ import httpx
 import pytest
 
 from rag.api.app import create_app
-from rag.api.errors import OverloadedError
 from rag.api.limits import Gate
 from rag.api.metrics import Metrics
 from rag.api.middleware import host_allowed, host_of, template_pattern
-from rag.api.paths import (
-    PathNotAllowedError,
-    PathNotFoundError,
-    PathPolicy,
-    check_text,
-    sanitize_name,
-)
+from rag.api.paths import PathPolicy, check_text, sanitize_name
 from rag.config import Settings, load_settings
-from rag.errors import InputError
+from rag.errors import InputError, OverloadedError, PathNotAllowedError, PathNotFoundError
 from tests.api_support import LiveServer
 
 

@@ -25,13 +25,14 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from rag.adapters.embedder import Embedder
 from rag.adapters.lock import IndexLock
 from rag.api.app import create_app
-from rag.api.jobs.manager import IndexBusyError, JobManager, JobNotFoundError
+from rag.api.jobs.manager import JobManager
 from rag.api.jobs.records import JobStatus
 from rag.api.jobs.store import JobStore
 from rag.config import Settings, describe_settings, load_settings
-from rag.errors import ConfigError, IndexStateError
+from rag.errors import ConfigError, IndexBusyError, IndexStateError, JobNotFoundError
 from rag.indexing.ingest import IngestReport, Progress
 from tests.api_support import JULY_2000, LiveServer
 from tests.conftest import CORPUS, PUTIN_2000, PUTIN_2000_LINES, REPO, free_port, make_runtime
@@ -172,7 +173,9 @@ class TokenProxy:
         self.server.stop()
 
 
-def test_chroma_token_is_sent_with_every_request(chroma: str, tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_chroma_token_is_sent_with_every_request(
+    chroma: str, tmp_path: Path, embedder: Embedder
+) -> None:
     corpus = _small_corpus(tmp_path / "corpus")
     with TokenProxy(chroma, "Authorization", "Bearer s3cret-tok") as proxy:
         runtime = make_runtime(
@@ -201,7 +204,7 @@ def test_chroma_token_is_sent_with_every_request(chroma: str, tmp_path: Path, em
 
 
 # -- remote Ollama with headers --------------------------------------------------------------
-def test_remote_ollama_receives_auth_headers(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_remote_ollama_receives_auth_headers(tmp_path: Path, embedder: Embedder) -> None:
     """A remote Ollama (any host:port) gets the API key and extra headers on every request,
     the model probe included, and the answer streams back cited."""
     seen: list[dict[str, str]] = []
@@ -246,7 +249,9 @@ def test_remote_ollama_receives_auth_headers(tmp_path: Path, embedder) -> None: 
 
 
 # -- one process's view of another's writes ---------------------------------------------------
-def test_a_worker_follows_another_workers_writes(chroma: str, tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_a_worker_follows_another_workers_writes(
+    chroma: str, tmp_path: Path, embedder: Embedder
+) -> None:
     """Two runtimes on one index folder and one Chroma server stand for two API workers:
     what one writes (documents, a new generation) the other's next request sees."""
     from rag.api.app import create_app
@@ -280,7 +285,7 @@ def test_a_worker_follows_another_workers_writes(chroma: str, tmp_path: Path, em
 def test_an_index_folder_never_takes_over_another_ones_collection(
     chroma: str,
     tmp_path: Path,
-    embedder,  # type: ignore[no-untyped-def]
+    embedder: Embedder,
 ) -> None:
     corpus = _small_corpus(tmp_path / "corpus")
     name = _name()
@@ -344,7 +349,9 @@ def test_serve_reports_a_store_that_lost_its_vectors_at_start_up(
 
 
 # -- the same answers as embedded mode ---------------------------------------------------------
-def test_server_mode_answers_like_embedded_mode(chroma: str, tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_server_mode_answers_like_embedded_mode(
+    chroma: str, tmp_path: Path, embedder: Embedder
+) -> None:
     """Ingest, ask, search and delete give the same results with a Chroma server as with the
     embedded store (exact search: deterministic)."""
     from rag.evaluation.golden import load_golden

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+SQUAD_DIR = ROOT.parent / "shared" / "benchmarks" / "squad"  # as bench/peer.py finds it
 LATENCY_KEYS = {"n", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "max_ms"}
 
 
@@ -70,6 +71,14 @@ def test_bench_tiny_writes_well_formed_results(tmp_path: Path) -> None:
         assert llama["answers_generated"] >= 1
         assert llama["generated_tokens_per_s"] > 0 and llama["prompt_tokens_per_s"] > 0
         assert 0 <= llama["outside_model_share_cold"] < 1
+    peer = m["peer"]  # llama-index's default pipeline beside rag, first 40 SQuAD questions
+    assert "skipped" not in peer, f"{SQUAD_DIR} is missing"
+    assert peer["questions"] == 40 and peer["peer"]["nodes"] > 0 and peer["rag"]["chunks"] > 0
+    assert peer["peer"]["unplaced_nodes"] == 0 and peer["peer"]["citations_per_answer"] == 5
+    for key in ("recall@1", "recall@5", "citation_precision", "citation_line_precision"):
+        assert 0 <= peer["rag"][key] <= 1 and 0 <= peer["peer"][key] <= 1
+    assert set(peer["ratios_rag_to_peer"]) >= {"recall@1", "ingest_throughput", "query_p50"}
+    _latency(peer["peer"]["query"], 40)
     for name in skip:
         assert m[name] == {"skipped": "--skip"}
 

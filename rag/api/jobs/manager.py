@@ -26,7 +26,6 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from rag.adapters.lock import IndexLockedError
 from rag.api.jobs.records import (
     JobChunks,
     JobError,
@@ -36,7 +35,13 @@ from rag.api.jobs.records import (
     PhaseProgress,
     SkippedFile,
 )
-from rag.errors import RagError
+from rag.errors import (
+    IndexBusyError,
+    IndexLockedError,
+    JobNotFoundError,
+    JobQueueFullError,
+    RagError,
+)
 from rag.indexing.ingest import IngestReport, Progress
 from rag.models import now
 
@@ -53,20 +58,6 @@ CLAIM_STEP = 1.0  # seconds per attempt at the writer lock while a job waits for
 SAVE_EVERY = 0.5  # seconds between a running job's progress records in the shared job table
 MAX_WARNINGS = 200
 MAX_SKIPPED = 1000
-
-
-class JobNotFoundError(RagError):
-    code = "job_not_found"
-
-
-class JobQueueFullError(RagError):
-    code = "ingest_queue_full"
-    retry_after = 5
-
-
-class IndexBusyError(RagError):
-    code = "index_busy"
-    retry_after = 5
 
 
 class JobCancelledError(Exception):

@@ -17,13 +17,13 @@ from starlette.datastructures import UploadFile
 from rag.api.asking import in_thread
 from rag.api.deps import DeadlineDep, Services, ServicesDep, SettingsDep
 from rag.api.documents import DeletedDocument
-from rag.api.errors import UnsupportedMediaTypeError, responses
+from rag.api.errors import responses
 from rag.api.jobs.records import JobStatus
 from rag.api.lines import MAX_RADIUS, DocumentLines, document_lines
 from rag.api.multipart import read_form
 from rag.api.paths import UPLOADS
 from rag.api.schemas import DOC_PATH, JOB_ID, DocumentList, IngestAccepted, IngestPaths, Prefix
-from rag.errors import IndexMissingError
+from rag.errors import IndexMissingError, UnsupportedMediaTypeError
 from rag.runtime import Runtime
 
 router = APIRouter(tags=["documents"])
