@@ -40,6 +40,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from bench.context import SQUAD_DIR
 from bench.stats import summary
 from rag.adapters.embedder import Embedder
 from rag.config import Settings
@@ -49,7 +50,6 @@ from rag.runtime import Runtime
 
 log = logging.getLogger("bench.peer")
 ROOT = Path(__file__).resolve().parent.parent
-SQUAD_DIR = ROOT.parent / "shared" / "benchmarks" / "squad"
 TOP_K = 5
 INGEST_ROUNDS = 3
 
@@ -183,9 +183,7 @@ def rag_runtime(embedder: Embedder, corpus: Path, folder: Path, models: Path) ->
         llm_backend="extractive",
         embedding_backend=embedder.backend,
     )
-    runtime = Runtime(settings)
-    runtime.__dict__["embedder"] = embedder  # the model loaded once for both systems
-    return runtime
+    return Runtime(settings, embedder=embedder)  # the model loaded once for both systems
 
 
 def timed_ingests(builds: list[tuple[str, Callable[[int], Any]]]) -> dict[str, list[float]]:
@@ -334,9 +332,9 @@ def run_peer(
 def section(ctx: Any) -> dict[str, Any]:
     """bench/run.py's ``peer`` section: the run's embedder and work folder; the tiny scale
     scores the first 40 questions only."""
-    squad = Path(os.environ.get("BENCH_SQUAD_DIR") or SQUAD_DIR)
+    squad = ctx.squad_dir  # --squad-dir, BENCH_SQUAD_DIR, or ../shared beside the checkout
     if not (squad / "golden.jsonl").is_file():
-        return {"skipped": f"{squad} not found"}
+        return {"skipped": f"{squad} not found (give --squad-dir or BENCH_SQUAD_DIR)"}
     limit = 40 if ctx.scale.name == "tiny" else None
     return run_peer(ctx.index_embedder, squad, ctx.work / "peer", ctx.models, limit)
 
@@ -366,8 +364,7 @@ def table(result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--squad", type=Path, default=Path(os.environ.get("BENCH_SQUAD_DIR")
-                                                           or SQUAD_DIR))  # fmt: skip
+    parser.add_argument("--squad", type=Path, default=SQUAD_DIR)
     parser.add_argument("--questions", type=int, default=None, help="only the first N")
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "work")
     parser.add_argument(

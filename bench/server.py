@@ -1,5 +1,6 @@
-"""A real `rag serve` process on 127.0.0.1 (a free port), started and stopped by the bench:
-cold start to /readyz, POST /v1/ask load with 1 and N clients, and the server's RSS."""
+"""Sections 3 + 4 + 5: a real `rag serve` process on 127.0.0.1 (a free port), started and
+stopped by the bench: cold start to /readyz, POST /v1/ask load with 1 and N clients, and the
+server's RSS (and a server with the other embedding backend on a small index)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ from typing import Any
 
 import httpx
 
+from bench.context import FP32_MODEL, INT8_MODEL, Context, fresh, label, runtime_with, settings_for
+from bench.corpus import build_corpus
+from bench.queries import QUESTIONS
 from bench.stats import summary
+from rag.adapters.embedder import Embedder, split_backend
 
 
 def free_port() -> int:
@@ -135,3 +140,60 @@ def ask_load(
         "requests_per_s": round(len(latencies) / wall, 2) if wall else None,
         **summary(latencies),
     }
+
+
+# -- 3 + 4 + 5: the HTTP server ---------------------------------------------------------------
+def bench_server(ctx: Context) -> dict[str, Any]:
+    tiers = ctx.tiers
+    if not tiers:
+        raise RuntimeError("no retrieval tier index to serve (the retrieval section is skipped)")
+    name = label(max(ctx.scale.tiers))
+    index, corpus = tiers[name]
+    questions = list(QUESTIONS[: ctx.scale.questions])
+    env = {
+        "RAG_EMBEDDING_MODEL": ctx.index_model,
+        "RAG_EMBEDDING_BACKEND": split_backend(ctx.index_model)[1] or "torch",
+    }
+    out: dict[str, Any] = {"index": name, "model": ctx.index_model}
+    with serve(index, corpus, ctx.models, env, ctx.work / "serve.log") as server:
+        out["cold_start_s"] = server.cold_start_s
+        out["port_open_s"] = server.port_open_s
+        out["rss_ready_mb"] = rss_mb(server.proc.pid)
+        out["ask_1_client_cold"] = ask_load(server.url, questions, 1, len(questions))
+        out["ask_1_client_warm"] = ask_load(server.url, questions, 1, len(questions))
+        out["ask_8_clients"] = ask_load(server.url, questions, 8, ctx.scale.ask_per_client)
+        out["rss_after_load_mb"] = rss_mb(server.proc.pid)
+    if "int8" not in ctx.skip:
+        out["other_backend_small_index"] = serve_other_small(ctx)
+    out["how"] = (
+        "`rag serve --backend extractive` on 127.0.0.1 (free port) over the largest tier's "
+        "index; cold start = process start to GET /readyz status ready; POST /v1/ask with "
+        "httpx, one connection per client: 1 client over the questions once (cold: sentence "
+        "embeddings not cached) and again (warm), then 8 concurrent clients (warm); RSS from "
+        "/proc (VmRSS now, VmHWM peak)"
+    )
+    return out
+
+
+def serve_other_small(ctx: Context) -> dict[str, Any]:
+    """Cold start and RSS of a server with the other embedding backend (torch when the
+    bench runs int8, and the reverse), on a small index built with it, for comparison."""
+    other = FP32_MODEL if ctx.index_model == INT8_MODEL else INT8_MODEL
+    backend = split_backend(other)[1] or "torch"
+    corpus = build_corpus(ctx.work / "corpus-small", 300)
+    index = fresh(ctx.work / "index-small")
+    embedder = ctx.fp32 if other == FP32_MODEL else Embedder(other, cache_dir=ctx.models)
+    settings = settings_for(ctx, index, corpus.path)
+    settings = settings.model_copy(update={"embedding_model": other, "embedding_backend": backend})
+    report = runtime_with(settings, embedder).ingest_service().ingest([corpus.path])
+    questions = list(QUESTIONS[: ctx.scale.questions])
+    env = {"RAG_EMBEDDING_MODEL": other, "RAG_EMBEDDING_BACKEND": backend}
+    with serve(index, corpus.path, ctx.models, env, ctx.work / "serve-small.log") as server:
+        out: dict[str, Any] = {
+            "model": other,
+            "chunks": report.chunks_total,
+            "cold_start_s": server.cold_start_s,
+        }
+        out["ask_1_client_cold"] = ask_load(server.url, questions, 1, len(questions))
+        out["rss_after_load_mb"] = rss_mb(server.proc.pid)
+    return out

@@ -3,6 +3,9 @@
 Values come from (highest first): explicit overrides (CLI flags), ``RAG_*``
 environment variables, an optional ``rag.toml`` (path in ``RAG_CONFIG``), and
 the defaults below.  ``describe_settings`` reports where each value came from.
+
+Longer than ~400 lines on purpose: every setting, with its default, environment variable,
+description and check, is in the one ``Settings`` class, so there is one place to read them.
 """
 
 from __future__ import annotations
@@ -84,6 +87,12 @@ def bearer_headers(header: str, token: SecretStr | None) -> dict[str, str]:
     return {header: value}
 
 
+def user_cache_dir() -> Path:
+    """rag's per-user cache folder: $XDG_CACHE_HOME/rag, else ~/.cache/rag."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "rag"
+
+
 class Settings(BaseSettings):
     """Every knob of rag, with a safe default."""
 
@@ -102,7 +111,10 @@ class Settings(BaseSettings):
         Path("data/index"), description="Folder holding the embedded Chroma index and manifest."
     )
     models_dir: Path = Field(
-        Path("data/models"), description="Where model files assembled from packages are cached."
+        default_factory=lambda: user_cache_dir() / "models",
+        description="Where model files assembled from packages (the int8 embedding model, the "
+        "packaged GGUF) are cached: one per-user folder ($XDG_CACHE_HOME/rag/models, else "
+        "~/.cache/rag/models), not the current folder.",
     )
     chroma_url: str | None = Field(
         None,
@@ -152,6 +164,13 @@ class Settings(BaseSettings):
     )
     max_file_mb: float = Field(
         20.0, gt=0, description="Files larger than this many MiB are skipped with a warning."
+    )
+    max_file_chunks: int = Field(
+        1000,
+        ge=1,
+        description="Chunks one file may add to the index (about 550,000 characters of prose); "
+        "the rest of a longer file is left out with a warning naming it, so one huge file "
+        "cannot take the index's time, memory and search results.",
     )
     ingest_group: int = Field(
         512,
@@ -265,6 +284,12 @@ class Settings(BaseSettings):
     )
     total_timeout: float = Field(
         600.0, gt=0, description="Seconds an answer may take from start to end."
+    )
+    probe_timeout: float = Field(
+        3.0,
+        gt=0,
+        description="Seconds a probe of the LLM server (is it up, has it the model: Ollama's "
+        "/api/tags) may take; a server slower than this counts as not answering.",
     )
 
     # Server

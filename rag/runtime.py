@@ -18,13 +18,13 @@ from rag.adapters.embedder import Embedder
 from rag.adapters.generations import GenerationStores
 from rag.adapters.lexical import LexicalIndex
 from rag.adapters.llm.select import Choice, make_backend
-from rag.adapters.lock import IndexLock, IndexLockedError
+from rag.adapters.lock import IndexLock
 from rag.adapters.manifest import LEGACY_FILE, Generation, Manifest, ManifestDB
 from rag.adapters.store import ChromaStore, IndexInfo
 from rag.answering.answer import AnswerService
 from rag.answering.retrieval import Retriever
 from rag.config import Settings
-from rag.errors import IndexMismatchError, IndexMissingError, RagError
+from rag.errors import IndexLockedError, IndexMismatchError, IndexMissingError, RagError
 from rag.indexing.chunker import CHUNKER_VERSION, Chunker
 from rag.indexing.ingest import IngestService, Progress
 
@@ -36,13 +36,28 @@ _READ_SIDE = ("generation", "store", "lexical", "query_embedder", "retriever", "
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    """Everything rag is made of, built from ``settings`` when first used, then kept.
+
+    Each part (``embedder``, ``chunker``, ``manifest``, ``stores``, ``store``, ``lexical``,
+    ``retriever``, ``answer_service``, ...) is a cached property: :meth:`built` says whether
+    it exists yet.  ``embedder``: a model loaded already, shared instead of loading it again
+    (tests and the benchmarks load it once per run).  A part may be replaced by assigning it
+    before it is first used (tests arm the stores of a generation to crash, for example).
+    """
+
+    def __init__(self, settings: Settings, *, embedder: Embedder | None = None) -> None:
         self.settings = settings
+        if embedder is not None:
+            self.embedder = embedder
         self._refresh_lock = threading.Lock()
         self._follow_lock = threading.Lock()
         self._seen: object = None  # the manifest's stamp when follow() last looked
         self._checked = 0.0  # when follow() last read the manifest's revision
         self._revision: int | None = None
+
+    def built(self, part: str) -> bool:
+        """Is ``part`` (the name of a property, e.g. ``"answer_service"``) built already?"""
+        return part in self.__dict__
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -187,7 +202,7 @@ class Runtime:
             return
         with self._follow_lock:
             self._seen, self._checked = stamp, time.monotonic()
-            if "generation" not in self.__dict__ or not self.manifest.exists():
+            if not self.built("generation") or not self.manifest.exists():
                 return  # nothing opened yet: the first query reads the manifest anyway
             try:
                 revision = self.manifest.revision()
@@ -197,7 +212,7 @@ class Runtime:
             except (RagError, sqlite3.Error):
                 return  # damaged, gone or busy: the read side reports it
             self._revision = revision
-            opened = self.__dict__.get("generation")
+            opened = self.__dict__.get("generation")  # not built again here (a refresh may run)
             if (active.id if active else None) != (opened.id if opened else None):
                 log.info("the index switched to generation %s", active.id if active else None)
                 self.refresh()

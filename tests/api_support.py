@@ -157,11 +157,13 @@ def _line(content: str, done: bool = False) -> bytes:
 
 
 class FakeOllama:
-    """``mode``: answer (the July 2000 sentence), slow (many tokens, 0.1 s apart), broken
-    (two tokens then an error line), stall (nothing for 3 s), missing (model not pulled)."""
+    """``mode``: answer (the July 2000 sentence), slow (the July 2000 sentence over and over,
+    one a token, 0.1 s apart), broken (the sentence and a word, then an error line), stall
+    (nothing for 3 s), missing (model not pulled), script (``script``, word by word)."""
 
     def __init__(self) -> None:
         self.mode = "answer"
+        self.script = ""
         self.slow_tokens = 60
         self.written: list[int] = []  # per chat request: tokens written before it ended
         self.closed_early = threading.Event()
@@ -188,7 +190,11 @@ class FakeOllama:
         self.written.append(0)
         words = re.findall(r"\S+\s*", JULY_2000)
         if mode == "slow":
-            words = [f"w{i} " for i in range(self.slow_tokens)]
+            words = [f"{JULY_2000} " for _ in range(self.slow_tokens)]
+        elif mode == "script":
+            words = re.findall(r"\S+\s*", self.script)
+        elif mode == "broken":
+            words = [*words[:-1], words[-1] + " ", "It"]
         finished = False
         try:
             for word in words:
@@ -196,7 +202,7 @@ class FakeOllama:
                 self.written[index] += 1
                 if mode == "slow":
                     time.sleep(0.1)
-                if mode == "broken" and self.written[index] == 2:
+                if mode == "broken" and self.written[index] == len(words):
                     yield (json.dumps({"error": "out of memory"}) + "\n").encode()
                     finished = True
                     return

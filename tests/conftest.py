@@ -8,8 +8,13 @@ import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from rag.adapters.embedder import Embedder
+    from rag.runtime import Runtime
 
 # A parent that started pytest in the background (``cmd &`` in a script) leaves SIGINT ignored,
 # and an ignored signal is inherited by every child: the CLI tests' Ctrl-C would do nothing.
@@ -53,7 +58,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def embedder():  # type: ignore[no-untyped-def]
+def embedder() -> Embedder:
     """The embedding model with the default backend (what Settings() asks for)."""
     from rag.adapters.embedder import Embedder
     from rag.config import Settings
@@ -63,14 +68,16 @@ def embedder():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def torch_embedder():  # type: ignore[no-untyped-def]
+def torch_embedder() -> Embedder:
     """The fp32 torch backend (the other choice)."""
     from rag.adapters.embedder import Embedder
 
     return Embedder("all-MiniLM-L6-v2", backend="torch")
 
 
-def make_runtime(tmp: Path, embedder, corpus: Path | None = None, **overrides):  # type: ignore[no-untyped-def]
+def make_runtime(
+    tmp: Path, embedder: Embedder, corpus: Path | None = None, **overrides: Any
+) -> Runtime:
     """A Runtime over ``corpus`` (a copy of data/corpus by default) with its own index."""
     from rag.config import Settings
     from rag.runtime import Runtime
@@ -81,13 +88,11 @@ def make_runtime(tmp: Path, embedder, corpus: Path | None = None, **overrides): 
             shutil.copytree(CORPUS, corpus)
     overrides.setdefault("models_dir", REPO / "data" / "models")
     settings = Settings(corpus_dir=corpus, index_dir=tmp / "index", **overrides)
-    runtime = Runtime(settings)
-    runtime.__dict__["embedder"] = embedder  # share the loaded model (cached_property slot)
-    return runtime
+    return Runtime(settings, embedder=embedder)  # share the loaded model
 
 
 @pytest.fixture(scope="session")
-def corpus_runtime(tmp_path_factory: pytest.TempPathFactory, embedder):  # type: ignore[no-untyped-def]
+def corpus_runtime(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Runtime:
     """data/corpus ingested once into a temporary index (extractive backend)."""
     runtime = make_runtime(tmp_path_factory.mktemp("corpus"), embedder, llm_backend="extractive")
     runtime.ingest_service().ingest()
@@ -106,5 +111,6 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         RAG_LLM_BACKEND="extractive",
         NO_COLOR="1",
         OLLAMA_HOST=f"127.0.0.1:{free_port()}",  # nothing listens there: Ollama is "down"
+        RAG_MODELS_DIR=str(REPO / "data" / "models"),  # the tests' shared int8 model cache
     )
     yield env

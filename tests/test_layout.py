@@ -152,3 +152,23 @@ def test_the_checks_see_a_loop_and_an_upward_import(tmp_path: Path) -> None:
         "rag.adapters.a (layer 1) imports rag.indexing (layer 2)",
         "rag.adapters.a (layer 1) imports rag.indexing.b (layer 2)",
     ]
+
+
+def test_every_error_rag_raises_is_in_rag_errors() -> None:
+    """One documented tree: no RagError subclass is defined outside rag/errors.py, and the
+    module's docstring names every class it defines."""
+    mods = modules()
+    tree = ast.parse(mods["rag.errors"].read_text())
+    errors = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+    doc = ast.get_docstring(tree) or ""
+    assert [e for e in sorted(errors) if e not in doc] == []
+    outside = []
+    for name, path in mods.items():
+        if name == "rag.errors":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                bases = {getattr(b, "id", getattr(b, "attr", "")) for b in node.bases}
+                if bases & errors:
+                    outside.append(f"{name}.{node.name}")
+    assert outside == [], f"errors defined outside rag/errors.py: {outside}"

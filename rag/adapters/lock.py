@@ -22,13 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from rag.errors import IndexStateError
+from rag.errors import IndexLockedError
 
 LOCK_FILE = "write.lock"
-
-
-class IndexLockedError(IndexStateError):
-    """Another process is writing this index."""
 
 
 @dataclass

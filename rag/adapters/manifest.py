@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
-from rag.errors import IndexStateError
+from rag.errors import IndexStateError, ManifestDamagedError
 from rag.models import now
 
 SCHEMA_VERSION = 2
@@ -60,10 +60,6 @@ CREATE TABLE files(
     PRIMARY KEY (generation, path)
 );
 """
-
-
-class ManifestDamagedError(IndexStateError):
-    """The manifest file exists but cannot be trusted (torn, truncated, not ours)."""
 
 
 @dataclass(frozen=True)

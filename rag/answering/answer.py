@@ -15,10 +15,12 @@ from rag.adapters.embedder import Embedder
 from rag.adapters.llm.select import Choice, make_backend
 from rag.answering.answer_type import answer_type, answer_type_match
 from rag.answering.citations import (
+    Citer,
     Evidence,
-    cite_answer,
+    SentenceStream,
     format_evidence,
     format_evidence_lines,
+    neutralize,
     quote,
     support,
 )
@@ -64,6 +66,11 @@ class Candidate:
         return Evidence(
             self.passage.chunk, self.start_line, self.end_line, self.text, self.passage.score
         )
+
+    def cited_text(self) -> str:
+        """The sentence as an answer citing its lines: ``… [1]`` (marker lookalikes and
+        markdown in the document's words neutralised)."""
+        return f"{neutralize(self.text)} [1]"
 
     def citation(self) -> Citation:
         chunk = self.passage.chunk
@@ -239,8 +246,16 @@ class AnswerService:
         backend: str | None = None,
         on_token: Callable[[str], None] | None = None,
         paths: Sequence[str] | None = None,
+        on_progress: Callable[[int], None] | None = None,
     ) -> Answer:
-        """Answer ``question``.  ``on_token`` sees the model's raw text as it is generated."""
+        """Answer ``question``.
+
+        ``on_token`` sees the answer as the model writes it, one verified sentence at a time
+        (with its ``[k]`` markers; the pieces joined are the final text unless the model
+        answers nothing usable): never text that did not pass the citation check.
+        ``on_progress`` is called with the number of pieces the model has written so far,
+        at every piece (it may raise to stop the model).
+        """
         question = question.strip()
         if not question:
             raise InputError("the question is empty", 'ask something, e.g. rag ask "Who ...?"')
@@ -281,10 +296,10 @@ class AnswerService:
         else:
             if choice.llm is None:
                 best = candidates[0]
-                answer.answer, answer.citations = f"{best.text} [1]", [best.citation()]
+                answer.answer, answer.citations = best.cited_text(), [best.citation()]
                 answer.abstained = False
             else:
-                self._generate(answer, choice, passages, candidates, on_token)
+                self._generate(answer, choice, passages, candidates, on_token, on_progress)
         finished = time.perf_counter()
         answer.timings = Timings(
             retrieval_ms=round((retrieved - started) * 1000, 1),
@@ -300,6 +315,7 @@ class AnswerService:
         passages: list[Passage],
         candidates: list[Candidate],
         on_token: Callable[[str], None] | None,
+        on_progress: Callable[[int], None] | None = None,
     ) -> None:
         llm = choice.llm
         assert llm is not None
@@ -314,22 +330,26 @@ class AnswerService:
             question=answer.question, evidence=shown
         )
         answer.prompt_version = prompt.version
-        pieces = []
-        for piece in llm.stream(prompt, self.settings.max_tokens):
-            pieces.append(piece)
-            if on_token:
-                on_token(piece)
-        raw = "".join(pieces).strip()
-        if NOT_FOUND_MARK.lower() in raw.lower():
-            answer.notes.append("the model found no answer in the retrieved passages")
-            return
-        cited = cite_answer(
-            raw,
+        citer = Citer(
             evidence,
             context,
             threshold=self.settings.support_threshold,
             keep_unsupported=self.settings.unsupported == "mark",
         )
+        checked = SentenceStream(citer)
+        for written, piece in enumerate(llm.stream(prompt, self.settings.max_tokens), start=1):
+            if on_progress:
+                on_progress(written)
+            for part in checked.feed(piece):
+                if on_token:
+                    on_token(part)
+        for part in checked.finish():
+            if on_token:
+                on_token(part)
+        if NOT_FOUND_MARK.lower() in checked.raw.lower():
+            answer.notes.append("the model found no answer in the retrieved passages")
+            return
+        cited = citer.result()
         if cited.dropped_sentences:
             done = "marked [unsupported]" if self.settings.unsupported == "mark" else "removed"
             answer.notes.append(
@@ -342,6 +362,6 @@ class AnswerService:
             answer.answer, answer.citations = cited.text, cited.citations
         else:
             best = candidates[0]
-            answer.answer, answer.citations = f"{best.text} [1]", [best.citation()]
+            answer.answer, answer.citations = best.cited_text(), [best.citation()]
             answer.notes.append("showing the best-matching line instead of the model's answer")
         answer.abstained = False

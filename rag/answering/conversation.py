@@ -280,6 +280,7 @@ class ChatService:
         question: str,
         on_token: Callable[[str], None] | None = None,
         on_rewrite: Callable[[Rewrite], None] | None = None,
+        on_progress: Callable[[int], None] | None = None,
     ) -> ChatAnswer:
         """Answer ``question`` in the light of the conversation so far."""
         question = question.strip()
@@ -292,7 +293,11 @@ class ChatService:
         if on_rewrite is not None:
             on_rewrite(rewrite)
         answer = self.current.ask(
-            rewrite.query, top_k=self.top_k, on_token=on_token, paths=self.paths
+            rewrite.query,
+            top_k=self.top_k,
+            on_token=on_token,
+            paths=self.paths,
+            on_progress=on_progress,
         )
         said = "" if answer.abstained else answer.answer
         self.conversation.add(history_turn(question, said, rewrite.query))

@@ -27,6 +27,7 @@ from rag.api.limits import Gates
 from rag.api.metrics import Metrics
 from rag.api.middleware import (
     PUBLIC_PATHS,
+    REDACT_SECRETS,
     ApiKeyMiddleware,
     BodyLimitMiddleware,
     MetricsMiddleware,
@@ -154,6 +155,8 @@ def _customize_openapi(app: FastAPI, settings: Settings) -> None:
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     runtime = runtime or Runtime(settings)
     metrics = Metrics()
+    for name in ("uvicorn.access", "uvicorn.error"):  # a key in a query string is not logged
+        logging.getLogger(name).addFilter(REDACT_SECRETS)
     services = _build_services(settings, runtime, metrics)
 
     @asynccontextmanager
@@ -174,7 +177,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             log.warning("index check: %s (%s)", exc.message, exc.hint)
         try:
             await run_in_threadpool(lambda: runtime.answer_service)
-            choice = runtime.default_backend
+            # (choosing "auto" probes Ollama: never on the event loop, and the probe has its
+            # own short timeout, so a stalled server cannot hold the start-up)
+            choice = await run_in_threadpool(lambda: runtime.default_backend)
             log.info("LLM backend: %s (%s)", choice.backend, choice.reason)
         except RagError as exc:
             log.warning("not ready: %s (%s)", exc.message, exc.hint)

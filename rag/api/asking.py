@@ -1,10 +1,12 @@
 """Running an answer for an HTTP request: on a worker thread, within the request's deadline,
 stopped when the client leaves, streamed as Server-Sent Events on request.
 
-The answer service is synchronous; it runs on a small thread pool and reports tokens through
-``on_token``.  Each run has an event queue on the event loop (token..., then answer or
-error).  Stopping a run sets a flag that makes the next ``on_token`` raise, which closes the
-model's stream (for Ollama: the HTTP connection, so the server stops generating).
+The answer service is synchronous; it runs on a small thread pool and reports verified
+sentences through ``on_token`` (never the model's unchecked words) and every piece the model
+writes through ``on_progress``.  Each run has an event queue on the event loop (token...,
+then answer or error).  Stopping a run sets a flag that makes the next ``on_progress`` raise,
+which closes the model's stream (for Ollama: the HTTP connection, so the server stops
+generating).
 """
 
 from __future__ import annotations
@@ -28,11 +30,10 @@ from starlette.types import Receive
 from rag.adapters.llm.base import LLM
 from rag.answering.answer import MAX_QUESTION_CHARS, AnswerService
 from rag.answering.conversation import Conversation, Rewrite, history_turn
-from rag.api.errors import DeadlineExceededError
 from rag.api.limits import Gates
 from rag.api.metrics import Metrics
 from rag.api.schemas import AskRequest
-from rag.errors import RagError
+from rag.errors import ClientGoneError, DeadlineExceededError, RagError
 from rag.models import Answer
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,6 @@ T = TypeVar("T")
 
 class StopGenerationError(Exception):
     """Raised from ``on_token`` to stop the model (client gone or deadline passed)."""
-
-
-class ClientGoneError(RagError):
-    code = "client_closed_request"
-    status = 499  # never seen by the client: it left
 
 
 def deadline_error(timeout: float) -> DeadlineExceededError:
@@ -83,6 +79,10 @@ class AskRun:
         if self._stop.is_set():
             raise StopGenerationError
         self.emit(("token", piece))
+
+    def on_progress(self, written: int) -> None:
+        if self._stop.is_set():
+            raise StopGenerationError
 
     def emit(self, event: Event) -> None:
         with contextlib.suppress(RuntimeError):  # the event loop is gone (shutting down)
@@ -173,6 +173,7 @@ class Asker:
                     backend=body.backend,
                     on_token=run.on_token,
                     paths=body.paths,
+                    on_progress=run.on_progress,
                 )
                 if rewrite is not None:
                     answer.question, answer.query = rewrite.question, rewrite.query
@@ -265,7 +266,8 @@ async def sse_events(
     deadline: float,
     timeout: float,
 ) -> AsyncIterator[bytes]:
-    """token events as the model writes, then citations and done (or one error event).
+    """token events (each sentence once it passed the citation check), then citations and
+    done (or one error event).
 
     Starlette cancels this generator when the client disconnects; ``finally`` then stops
     the model.

@@ -41,7 +41,7 @@ class Services:
         are noticed first: a generation they switched to is opened instead."""
         runtime = self.runtime
         runtime.follow()
-        if "answer_service" in runtime.__dict__:  # built already (a cached_property)
+        if runtime.built("answer_service"):
             return runtime.answer_service
         with self.jobs.writing(OPEN_WAIT):
             return runtime.answer_service

@@ -15,14 +15,10 @@ from rag.adapters.manifest import Manifest
 from rag.api.jobs.manager import JobManager
 from rag.api.paths import PathPolicy, check_text
 from rag.config import Settings
-from rag.errors import RagError
+from rag.errors import DocumentNotFoundError
 from rag.indexing.ingest import IngestService
 
 DELETE_WAIT = 30.0  # seconds a deletion waits for a running ingest job
-
-
-class DocumentNotFoundError(RagError):
-    code = "document_not_found"
 
 
 class DocumentInfo(BaseModel):

@@ -17,72 +17,36 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rag.api.documents import DocumentNotFoundError
-from rag.api.jobs.manager import IndexBusyError, JobNotFoundError, JobQueueFullError
-from rag.api.paths import PathNotAllowedError, PathNotFoundError, UploadTooLargeError
 from rag.errors import (
     ConfigError,
+    DeadlineExceededError,
+    DocumentNotFoundError,
+    IndexBusyError,
     IndexMismatchError,
     IndexMissingError,
     IndexStateError,
     InputError,
+    JobNotFoundError,
+    JobQueueFullError,
     LLMTimeoutError,
     LLMUnavailableError,
     ModelNotFoundError,
+    PathNotAllowedError,
+    PathNotFoundError,
+    PayloadTooLargeError,
     RagError,
+    RequestTimeoutError,
+    UnauthorizedError,
+    UnknownModelError,
+    UnsupportedMediaTypeError,
+    UntrustedHostError,
+    UploadTooLargeError,
 )
 
 log = logging.getLogger(__name__)
 
 
-# -- errors only the HTTP layer raises ---------------------------------------------------
-class UnauthorizedError(RagError):
-    code = "unauthorized"
-
-
-class PayloadTooLargeError(RagError):
-    code = "payload_too_large"
-
-
-class UnsupportedMediaTypeError(RagError):
-    code = "unsupported_media_type"
-
-
-class RequestTimeoutError(RagError):
-    code = "request_timeout"
-
-
-class UntrustedHostError(RagError):
-    code = "untrusted_host"
-
-
-class DeadlineExceededError(RagError):
-    code = "deadline_exceeded"
-
-
-class UnknownModelError(RagError):
-    """A model name the OpenAI-compatible routes do not serve."""
-
-    code = "model_not_found"
-
-
-class UnsupportedParameterError(InputError):
-    """An OpenAI request parameter rag cannot honour (tools, n > 1, logprobs...)."""
-
-    code = "unsupported_parameter"
-
-
-class OverloadedError(RagError):
-    """Too much work already: 429 (refused at once) or 503 (waited, gave up)."""
-
-    code = "overloaded"
-
-    def __init__(self, message: str, hint: str, status: int, retry_after: int) -> None:
-        super().__init__(message, hint)
-        self.status = status
-        self.retry_after = retry_after
-
-
+# -- the HTTP status of each error (the first class that matches wins; the errors are in rag.errors)
 STATUS: list[tuple[type[RagError], int]] = [
     (UnauthorizedError, 401),
     (PathNotAllowedError, 403),

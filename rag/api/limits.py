@@ -12,8 +12,8 @@ import asyncio
 import math
 import time
 
-from rag.api.errors import OverloadedError
 from rag.api.metrics import Metrics
+from rag.errors import OverloadedError
 
 
 class Gate:

@@ -20,18 +20,14 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from rag.adapters.manifest import Manifest
-from rag.api.paths import PathNotAllowedError, PathNotFoundError, PathPolicy, check_text
-from rag.errors import InputError
+from rag.api.paths import PathPolicy, check_text
+from rag.errors import InputError, LineRangeError, PathNotAllowedError, PathNotFoundError
 from rag.indexing.chunker import split_lines
 from rag.indexing.loader import Document, SourceFile, read
 
 MAX_RADIUS = 200  # lines of context on each side
 MAX_SPAN = 2000  # lines one range may ask for (before the context)
 CACHED_DOCUMENTS = 8  # read documents kept (a PDF is extracted once, not at every citation)
-
-
-class LineRangeError(InputError):
-    code = "bad_line_range"
 
 
 class Line(BaseModel):

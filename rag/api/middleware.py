@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -15,15 +16,15 @@ from collections.abc import Callable, Sequence
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rag.api.errors import (
+from rag.api.errors import error_response
+from rag.api.metrics import Metrics
+from rag.errors import (
     PayloadTooLargeError,
+    RagError,
     RequestTimeoutError,
     UnauthorizedError,
     UntrustedHostError,
-    error_response,
 )
-from rag.api.metrics import Metrics
-from rag.errors import RagError
 
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/"}
@@ -99,15 +100,48 @@ class MetricsMiddleware:
             self.metrics.latency.observe(time.monotonic() - started, method, route)
 
 
+_HOST_HEADER = re.compile(
+    r"(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?))(?::\d{1,5})?"
+    r"|(?P<bare>[0-9a-f]*:[0-9a-f]*:[0-9a-f:.]*)"  # an IPv6 address without brackets or port
+)
+
+
+_SECRET_PARAM = re.compile(
+    r"((?:^|[?&;])(?:api[_-]?key|apikey|key|token|access[_-]?token|auth|password)=)[^&;#\s\"]*",
+    re.IGNORECASE,
+)
+
+
+def redact_query(target: str) -> str:
+    """A request target with the values of secret-looking query parameters replaced by
+    ``***`` (``/v1/ask?api_key=s3cret`` -> ``/v1/ask?api_key=***``)."""
+    return _SECRET_PARAM.sub(r"\1***", target) if "=" in target else target
+
+
+class RedactSecrets(logging.Filter):
+    """For the access log: a key sent in the query string (``?api_key=``) is never printed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_query(a) if isinstance(a, str) else a for a in record.args
+            )
+        elif isinstance(record.msg, str):
+            record.msg = redact_query(record.msg)
+        return True
+
+
+REDACT_SECRETS = RedactSecrets()
+
+
 def host_of(header: str) -> str:
-    """The host part of a Host header (``[::1]:8000`` -> ``::1``), lower-cased."""
-    header = header.strip().lower()
-    if header.startswith("["):
-        end = header.find("]")
-        return header[1:end] if end > 0 else header
-    if header.count(":") == 1:
-        return header.split(":", 1)[0]
-    return header
+    """The host part of a Host header (``[::1]:8000`` -> ``::1``), lower-cased; "" (matches
+    no trusted host) unless the whole header is a host name or address and a port:
+    ``127.0.0.1:8104@evil.example`` is refused, not read as 127.0.0.1."""
+    match = _HOST_HEADER.fullmatch(header.strip().lower())
+    if match is None:
+        return ""
+    return match.group("v6") or match.group("name") or match.group("bare") or ""
 
 
 def host_allowed(host: str, patterns: Sequence[str]) -> bool:

@@ -25,7 +25,7 @@ from typing import Any
 from rag.answering.answer import ABSTAIN_TEXT
 from rag.answering.conversation import Turn
 from rag.api.asking import AskRun, Event, deadline_error
-from rag.api.errors import UnknownModelError, openai_error_data
+from rag.api.errors import openai_error_data
 from rag.api.openai_catalog import MODELS
 from rag.api.openai_schemas import (
     AssistantMessage,
@@ -35,7 +35,7 @@ from rag.api.openai_schemas import (
 )
 from rag.api.schemas import AskRequest, HistoryTurn
 from rag.config import Backend
-from rag.errors import InputError
+from rag.errors import InputError, UnknownModelError
 from rag.models import Answer
 
 PING_SECONDS = 15.0

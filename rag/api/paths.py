@@ -19,26 +19,17 @@ from typing import BinaryIO
 from urllib.parse import unquote
 
 from rag.config import Settings
-from rag.errors import InputError, RagError
+from rag.errors import (
+    InputError,
+    PathNotAllowedError,
+    PathNotFoundError,
+    UploadTooLargeError,
+)
 
 UPLOADS = "uploads"
 COPY_BLOCK = 1 << 20
 MAX_NAME = 120
-_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
-
-
-class PathNotAllowedError(RagError):
-    """A path outside the allowed roots, or one that tries to climb out of them."""
-
-    code = "path_not_allowed"
-
-
-class PathNotFoundError(RagError):
-    code = "path_not_found"
-
-
-class UploadTooLargeError(RagError):
-    code = "upload_too_large"
+_UNSAFE = re.compile(r"[^\w. -]+")  # letters and digits of any script stay
 
 
 def _climbs(raw: str) -> bool:
@@ -82,9 +73,10 @@ class PathPolicy:
     def _refuse(self, raw: str) -> PathNotAllowedError:
         return PathNotAllowedError(
             f"{raw!r} is outside the folders this server may read",
-            "name a file or folder under "
-            + ", ".join(str(r) for r in self.roots)
-            + " (relative paths are taken from the corpus folder); RAG_ALLOWED_ROOTS adds more",
+            "name a file or folder inside the allowed folders ("
+            + ", ".join(r.name or "/" for r in self.roots)
+            + "; relative paths are taken from the corpus folder); the server's "
+            "RAG_ALLOWED_ROOTS adds more",
         )
 
     def resolve(self, raw: str) -> Path:

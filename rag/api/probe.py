@@ -35,7 +35,12 @@ class LLMProbe:
         except RagError as exc:
             backend = self.runtime.settings.llm_backend
             return LLMReadiness(
-                backend=backend, model="", reason="", answering=False, error=ErrorInfo.of(exc)
+                backend=backend,
+                model="",
+                reason="",
+                answering=False,
+                error=ErrorInfo.of(exc),
+                available=["extractive"],
             )
         readiness = LLMReadiness(
             backend=choice.backend, model=choice.model, reason=choice.reason, answering=True
@@ -46,4 +51,7 @@ class LLMProbe:
                 probe()
             except RagError as exc:
                 readiness.answering, readiness.error = False, ErrorInfo.of(exc)
+        readiness.available = [choice.backend] if readiness.answering else []
+        if "extractive" not in readiness.available:
+            readiness.available.append("extractive")
         return readiness

@@ -1,5 +1,9 @@
-"""Readiness: is the index open, which LLM backend would answer, and does it answer (the probe
-of the backend is in :mod:`rag.api.probe`)."""
+"""Readiness: is the index open, which LLM backend would answer, and does it answer.
+
+Ready means both: the index is open and the configured backend answered its probe (probes
+have their own short timeout, RAG_PROBE_TIMEOUT).  ``llm.available`` lists the backends that
+can answer now (``extractive`` always can).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,6 @@ def readiness(services: Services) -> Readiness:
         )
     except RagError as exc:
         index = IndexReadiness(opened=False, error=ErrorInfo.of(exc))
-    return Readiness(
-        status="ready" if index.opened else "not_ready", index=index, llm=services.probe.check()
-    )
+    llm = services.probe.check()
+    ready = index.opened and llm.answering
+    return Readiness(status="ready" if ready else "not_ready", index=index, llm=llm)

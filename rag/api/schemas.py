@@ -231,10 +231,17 @@ class LLMReadiness(BaseModel):
     reason: str
     answering: bool = Field(description="Whether the backend answered a probe just now.")
     error: ErrorInfo | None = None
+    available: list[str] = Field(
+        default_factory=list,
+        description="Backends that can answer now: the configured one if it answered the "
+        "probe, and `extractive` (ask with `backend: extractive`), which needs no model.",
+    )
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "not_ready"] = Field(description="ready: the index is open.")
+    status: Literal["ready", "not_ready"] = Field(
+        description="ready: the index is open and the configured LLM backend answers."
+    )
     index: IndexReadiness
     llm: LLMReadiness | None = None
 
@@ -254,6 +261,7 @@ class Readiness(BaseModel):
                         "model": "llama3.2:3b",
                         "reason": "Ollama at http://127.0.0.1:11434 has llama3.2:3b",
                         "answering": True,
+                        "available": ["ollama", "extractive"],
                     },
                 }
             ]
@@ -292,8 +300,7 @@ ANSWER_EXAMPLE: dict[str, Any] = {
     "index_version": "3f9a1c0b2d4e",
 }
 SSE_EXAMPLE = (
-    'event: token\ndata: {"text": "Putin’s last visit"}\n\n'
-    'event: token\ndata: {"text": " was in July 2000 [1]."}\n\n'
+    'event: token\ndata: {"text": "Putin’s last visit to North Korea was in July 2000. [1]"}\n\n'
     'event: citations\ndata: {"citations": [{"path": "004_5e50463e41e8a191.txt", '
     '"start_line": 14, "end_line": 14, "quote": "...", "score": 0.03}]}\n\n'
     'event: done\ndata: {"answer": "Putin’s last visit to North Korea was in July 2000. [1]", '

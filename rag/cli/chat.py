@@ -1,7 +1,8 @@
 """`rag chat`: a conversation with your documents in the terminal.
 
-On a terminal: line editing and history (prompt_toolkit), the model's words streamed as they
-come and then replaced by the verified answer with its citations, colours unless ``NO_COLOR``.
+On a terminal: line editing and history (prompt_toolkit), the answer streamed sentence by
+sentence as each passes the citation check (never the model's unchecked words) and then
+replaced by the verified answer with its citations, colours unless ``NO_COLOR``.
 Otherwise (piped input or output): one question per input line, plain text out, or one JSON
 object per question with ``--json``; banners and errors go to stderr so stdout scripts.
 """
@@ -77,7 +78,8 @@ def default_history_path() -> Path:
 
 
 class Streaming:
-    """The model's words as they arrive (dim), erased when the verified answer is printed."""
+    """Verified sentences as they arrive (dim), erased when the whole answer is printed;
+    until the first one, a spinner says the model is writing."""
 
     def __init__(self, console: Console, verbose: bool) -> None:
         self.text = ""
@@ -104,6 +106,11 @@ class Streaming:
     def token(self, piece: str) -> None:
         self.text += piece
         self.live.update(Text(sanitize(self.text), style="dim"))
+
+    def progress(self, written: int) -> None:
+        if not self.text and written == 1:
+            label = "writing… (each sentence is shown once its citation is verified)"
+            self.live.update(Spinner("dots", Text(label, style="dim")))
 
     def rewrite(self, rewrite: Rewrite) -> None:
         if self.verbose and rewrite.changed:
@@ -196,7 +203,12 @@ class Chat:
         chat = self.connect()
         if self.interactive:
             with Streaming(self.out, self.options.verbose) as live:
-                result = chat.ask(question, on_token=live.token, on_rewrite=live.rewrite)
+                result = chat.ask(
+                    question,
+                    on_token=live.token,
+                    on_rewrite=live.rewrite,
+                    on_progress=live.progress,
+                )
         else:
             result = chat.ask(question)
             if self.options.verbose and result.rewrite.changed:

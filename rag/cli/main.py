@@ -95,8 +95,8 @@ def ingest(
     """Read documents, chunk them by lines, embed them and store them in the index."""
     _setup_logging(verbose)
     settings, _ = _settings(llm_backend=backend, index_dir=index, corpus_dir=corpus)
-    from rag.adapters.lock import IndexLockedError
     from rag.cli.progress import BarProgress
+    from rag.errors import IndexLockedError
     from rag.indexing.loader import check_paths
     from rag.runtime import Runtime
 
@@ -202,6 +202,10 @@ def status(
             typer.echo(f"{'state':>16}: out of sync")
             for reason in st.out_of_sync:
                 typer.echo(f"{'':>16}  - {reason}")
+        if st.skipped_links:
+            typer.echo(f"{'not indexed':>16}: {len(st.skipped_links)} link(s)")
+            for link in st.skipped_links:
+                typer.echo(f"{'':>16}  - {link}")
     if not st.in_sync:
         raise typer.Exit(1)
 
@@ -222,7 +226,14 @@ def ask(
     from rag.cli.render import render_json, render_text
     from rag.runtime import Runtime
 
-    answer = Runtime(settings).answer_service.ask(question)
+    service = Runtime(settings).answer_service
+    choice = service.default
+    probe = getattr(choice.llm, "probe", None)
+    if callable(probe):
+        probe()  # a server that is down or stalled: a clear error now, not a long silent wait
+    elif settings.llm_backend == "auto" and choice.backend == "extractive":
+        print(f"note: {choice.reason}", file=sys.stderr)
+    answer = service.ask(question)
     if as_json:
         render_json(answer, sys.stdout)
     else:

@@ -4,7 +4,9 @@ Every string that comes from a document, a model or the index (answers, quotes, 
 lines, paths, model names, error messages) passes through :func:`sanitize` before it is put into
 a :class:`rich.text.Text`; styling is added by rich afterwards, so a file cannot move the cursor,
 change colours or set the window title.  Plain output (pipes, ``NO_COLOR``) is the same text
-without styles.
+without styles.  Quoted file lines are shown with marker lookalikes neutralised
+(``[secret.txt:L1]`` in a document becomes ``(secret.txt:L1)``): only rag's own markers look
+like citations.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.text import Text
 
+from rag.answering.citations import neutralize
 from rag.errors import LLMError, RagError
 from rag.models import Answer, Citation
 from rag.text import content_words
@@ -113,7 +116,7 @@ def quoted_lines(
     out = Text()
     for offset, raw in enumerate(lines):
         number = first_line + offset
-        line = sanitize(raw)
+        line = neutralize(sanitize(raw))
         gutter = f"  {number:>5} | "
         if marked is not None:
             gutter = (">" if number in marked else " ") + gutter[1:]

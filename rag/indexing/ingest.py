@@ -13,6 +13,10 @@ Keeping the index true to the files:
   one, which keeps answering queries until the new one is complete and switched to.
 
 Every write holds the index's writer lock (``lock``, see :mod:`rag.adapters.lock`).
+
+Longer than ~400 lines on purpose: ``IngestService`` is one ordered flow (read, chunk, embed,
+mark pending, write, mark complete, prune, switch generations) whose order is what makes it
+crash-safe; recovery, the manifest and the stores of each generation are elsewhere already.
 """
 
 from __future__ import annotations
@@ -29,15 +33,10 @@ import numpy as np
 
 from rag.adapters.embedder import Embedder
 from rag.adapters.generations import GenerationStores
-from rag.adapters.manifest import (
-    FileEntry,
-    Generation,
-    ManifestDamagedError,
-    ManifestDB,
-)
+from rag.adapters.manifest import FileEntry, Generation, ManifestDB
 from rag.adapters.store import ChromaStore, IndexInfo
 from rag.config import Settings
-from rag.errors import EmptyCorpusError, IndexStateError
+from rag.errors import EmptyCorpusError, IndexStateError, ManifestDamagedError
 from rag.indexing.chunker import Chunker
 from rag.indexing.loader import Document, Skipped, SourceFile, discover, read
 from rag.indexing.recovery import Recovery, builds_wanted
@@ -169,16 +168,23 @@ class IngestService:
             return f"{len(unfinished)} document(s) not finished, e.g. {unfinished[0]}"
         if not files:
             return "the index lists no documents"
-        _, lexical = self.stores(active)
-        if lexical.count() != sum(len(e.chunk_ids) for e in files.values()):
+        store, lexical = self.stores(active)
+        listed = sum(len(e.chunk_ids) for e in files.values())
+        held = store.count() if store.exists() else 0
+        if held != listed:  # e.g. a new or emptied Chroma server
+            return f"the vector store holds {held} chunks; the manifest lists {listed}"
+        if lexical.count() != listed:
             return "the keyword index is out of step with the vector index"
         changes = self.changes(files)
         return changes[0] if changes else None
 
-    def changes(self, files: dict[str, FileEntry], limit: int = 1) -> list[str]:
-        """How the corpus folder differs from ``files`` (at most ``limit`` reasons)."""
+    def changes(
+        self, files: dict[str, FileEntry], limit: int = 1, links: list[Skipped] | None = None
+    ) -> list[str]:
+        """How the corpus folder differs from ``files`` (at most ``limit`` reasons); links
+        out of the corpus folder, never read, are added to ``links``."""
         out: list[str] = []
-        sources = discover([self.settings.corpus_dir], self.settings.corpus_dir)
+        sources = discover([self.settings.corpus_dir], self.settings.corpus_dir, links)
         current = {s.rel_path: s for s in sources}
         corpus = self.settings.corpus_dir.resolve()
         listed = {k for k, v in files.items() if Path(v.abs_path).is_relative_to(corpus)}
@@ -211,8 +217,12 @@ class IngestService:
     ) -> IngestReport:
         started = time.perf_counter()
         roots = list(paths) if paths else [self.settings.corpus_dir]
-        sources = discover(roots, self.settings.corpus_dir)  # bad paths fail before any write
+        links: list[Skipped] = []
+        sources = discover(roots, self.settings.corpus_dir, links)  # bad paths fail first
         report = IngestReport(files_seen=len(sources))
+        for link in links:
+            report.skipped.append(link)
+            self.progress.warn(f"skipped {link.path}: {link.reason}")
         with self.lock():
             self._ingest(sources, roots, report, rebuild=rebuild, prune=prune)
         report.seconds = time.perf_counter() - started
@@ -253,7 +263,7 @@ class IngestService:
                     entry.abs_path, entry.mtime, entry.size = where, doc.mtime, doc.size
                     self.manifest.put_file(target.id, entry)
                 continue
-            chunks = self.chunker.chunk(doc.source.rel_path, doc.text, page_starts=doc.pages)
+            chunks = self._chunk_within_limit(doc)
             todo.append(_Work(doc, chunks, {}, entry))
         self._embed_and_write(target, todo, active if new_build else None, report)
         if prune:
@@ -266,6 +276,26 @@ class IngestService:
             if active is not None:
                 self.recovery.drop_generation(active)
         self.manifest.set_meta("dirty", None)
+
+    def _chunk_within_limit(self, doc: Document) -> list[Chunk]:
+        """The file's chunks, at most RAG_MAX_FILE_CHUNKS of them (a warning names a file that
+        has more).  Only a generous prefix of a huge file is even tokenized."""
+        limit = self.settings.max_file_chunks
+        text, name = doc.text, doc.source.rel_path
+        prefix = 2 * limit * self.chunker.max_chars
+        cut = len(text) > prefix
+        if cut:
+            text = text[:prefix]
+        pages = tuple(p for p in doc.pages or () if p <= text.count("\n") + 1) or None
+        chunks = self.chunker.chunk(name, text, page_starts=pages)
+        if (len(chunks) > limit or cut) and chunks:
+            kept = chunks[:limit]
+            self.progress.warn(
+                f"{name}: only its first {len(kept)} chunks (lines 1-{kept[-1].end_line}) are "
+                f"indexed: the file is longer than RAG_MAX_FILE_CHUNKS ({limit}) allows"
+            )
+            return kept
+        return chunks
 
     def _target(self, active: Generation | None, rebuild: bool) -> tuple[Generation, bool]:
         """The generation to write: the active one, or a new one built beside it."""

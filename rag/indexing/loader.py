@@ -65,39 +65,78 @@ def check_paths(paths: Iterable[Path]) -> None:
         )
 
 
-def discover(paths: Iterable[Path], corpus_root: Path) -> list[SourceFile]:
+LINK_OUT = "a link to a place outside {where}: not read"
+
+
+def _leaves(path: Path, root: Path) -> bool:
+    """Is ``path`` (or a link on its way) somewhere outside the real folder ``root``?"""
+    return not Path(os.path.realpath(path)).is_relative_to(root)
+
+
+def discover(
+    paths: Iterable[Path], corpus_root: Path, skipped: list[Skipped] | None = None
+) -> list[SourceFile]:
     """Files under ``paths``; names are relative to ``corpus_root`` when inside it.
 
-    A path outside the corpus root is its own root (a folder) or named by its
-    file name (a file).  Missing paths are an error before anything is read.
+    A path outside the corpus root is its own root (a folder) or named by its file name (a
+    file).  Missing paths are an error before anything is read.  One link policy, for a
+    file named directly and for one found in a folder: a link whose target is outside the
+    root it was found under (the corpus folder, or the folder named) is not read; it is
+    listed in ``skipped`` with the reason.
     """
     paths = list(paths)
     check_paths(paths)
+    corpus_lexical = Path(os.path.abspath(corpus_root))
     corpus_root = corpus_root.resolve()
     sources: dict[Path, SourceFile] = {}
+    refused: dict[str, Skipped] = {}
+
+    def refuse(name: str, where: str) -> None:
+        refused.setdefault(name, Skipped(name, LINK_OUT.format(where=where)))
+
     for given in paths:
+        lexical = Path(os.path.abspath(given))
         given_abs = given.resolve()
-        if given_abs.is_relative_to(corpus_root):
-            root = corpus_root
+        if lexical.is_relative_to(corpus_lexical) or given_abs.is_relative_to(corpus_root):
+            root, where = corpus_root, "the corpus folder"
+            if lexical.is_relative_to(corpus_lexical):
+                named = lexical.relative_to(corpus_lexical).as_posix()
+            else:
+                named = given_abs.relative_to(corpus_root).as_posix()
         else:
-            root = given_abs if given_abs.is_dir() else given_abs.parent
+            folder = lexical if given_abs.is_dir() else lexical.parent
+            root, where = folder.resolve(), f"the folder {folder.name or folder}"
+            named = lexical.name if not given_abs.is_dir() else "."
+        if _leaves(lexical, root):
+            refuse(named if named != "." else str(given), where)  # the path named is a link out
+            continue
         if given_abs.is_file():
-            files = [given_abs]
+            files = [(given_abs, named)]
         else:
             files = []
             for dirpath, dirnames, filenames in os.walk(given_abs, followlinks=False):
                 here = Path(dirpath)
+                for d in sorted(dirnames):
+                    sub = here / d
+                    if not d.startswith(".") and sub.is_symlink() and _leaves(sub, root):
+                        refuse(sub.relative_to(root).as_posix() + "/", where)
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                files.extend(here / f for f in sorted(filenames) if not f.startswith("."))
-        for f in files:
-            if f.is_symlink() and not f.resolve().is_relative_to(root):
-                continue  # a link leaving the root is not part of the corpus
+                files.extend(
+                    (here / f, "") for f in sorted(filenames) if not f.startswith(".")
+                )
+        for f, name in files:
+            if f.is_symlink() and _leaves(f, root):
+                refuse(name or f.relative_to(root).as_posix(), where)
+                continue
             if given_abs.is_dir() and _is_hidden(f, given_abs):
                 continue
             sources.setdefault(f, SourceFile(abs_path=f, rel_path=f.relative_to(root).as_posix()))
+    if skipped is not None:
+        skipped.extend(refused.values())
     if not sources:
+        links = f" ({len(refused)} link(s) out of it skipped: {', '.join(refused)})"
         raise EmptyCorpusError(
-            "no files found in " + ", ".join(str(p) for p in paths),
+            "no files found in " + ", ".join(str(p) for p in paths) + (links if refused else ""),
             "put .txt, .md, .rst or other text files there, or name another folder",
         )
     return sorted(sources.values(), key=lambda s: s.rel_path)

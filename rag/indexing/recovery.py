@@ -16,17 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.adapters.manifest import (
-    LEGACY_FILE,
-    FileEntry,
-    Generation,
-    ManifestDamagedError,
-    ManifestDB,
-    read_active_file,
-)
+from rag.adapters.manifest import LEGACY_FILE, FileEntry, Generation, ManifestDB, read_active_file
 from rag.adapters.store import ChromaStore, IndexInfo
 from rag.config import Settings
-from rag.errors import IndexStateError
+from rag.errors import IndexStateError, ManifestDamagedError
 from rag.models import now
 
 if TYPE_CHECKING:
@@ -87,6 +80,9 @@ class Recovery:
                 if fixed:
                     notes.append(f"repaired an interrupted ingest: {fixed}")
             elif gen.state == "active":
+                lost = self.lost_vectors(gen)
+                if lost:
+                    notes.append(lost)
                 self.reconcile_lexical(gen)
         if dirty is not None:
             self.manifest.set_meta("dirty", None)
@@ -122,6 +118,24 @@ class Recovery:
         if missing or in_lexical - stored:
             parts.append("keyword index re-synced")
         return ", ".join(parts)
+
+    def lost_vectors(self, gen: Generation) -> str:
+        """A store that lost vectors the manifest lists (a new or emptied Chroma server, a
+        lost volume): the files whose chunks are missing are marked pending, so the next
+        ingest embeds them again instead of counting them unchanged.  Returns a note, or ""
+        when the store holds what the manifest lists (one count: cheap at every open)."""
+        store, _ = self.stores(gen)
+        files = self.manifest.files(gen.id)
+        listed = sum(len(e.chunk_ids) for e in files.values())
+        held = store.count() if store.exists() else 0
+        if held == listed:
+            return ""
+        fixed = self._reconcile(gen)
+        return (
+            f"the vector store holds {held} chunks; the manifest lists {listed} (a new or "
+            f"emptied Chroma server, or a lost volume?): {fixed or 'nothing to redo'}; "
+            "`rag ingest` embeds what is missing"
+        )
 
     def reconcile_lexical(self, gen: Generation | None = None) -> None:
         """Make the keyword index hold exactly the chunks Chroma holds."""

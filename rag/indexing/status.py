@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rag.adapters.lock import describe_holder, holder_of
-from rag.adapters.manifest import ManifestDamagedError
-from rag.errors import RagError
+from rag.errors import ManifestDamagedError, RagError
 from rag.indexing.ingest import IngestService
+from rag.indexing.loader import Skipped
 
 
 @dataclass
@@ -28,6 +28,7 @@ class IndexStatus:
     size_bytes: int = 0
     writer: str | None = None
     out_of_sync: list[str] = field(default_factory=list)
+    skipped_links: list[str] = field(default_factory=list)  # "path: reason", never read
 
     @property
     def in_sync(self) -> bool:
@@ -91,5 +92,7 @@ def index_status(service: IngestService, limit: int = 20) -> IndexStatus:
             status.out_of_sync.append(
                 f"the {name} index holds {count} chunks; the manifest lists {all_listed}"
             )
-    status.out_of_sync.extend(service.changes(files, limit=limit))
+    links: list[Skipped] = []
+    status.out_of_sync.extend(service.changes(files, limit=limit, links=links))
+    status.skipped_links = [f"{s.path}: {s.reason}" for s in links]
     return status

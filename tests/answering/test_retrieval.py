@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rag.adapters.embedder import Embedder
 from rag.answering.retrieval import rrf
 from rag.models import Chunk
+from rag.runtime import Runtime
 from tests.conftest import PUTIN_2000, make_runtime
 
 
@@ -15,7 +22,7 @@ def test_rrf_rewards_agreement_between_rankings() -> None:
     assert sorted(fused, key=lambda i: -fused[i]) == ["a", "c", "b", "d"]
 
 
-def test_keyword_index_follows_every_ingest_and_delete(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_keyword_index_follows_every_ingest_and_delete(tmp_path: Path, embedder: Embedder) -> None:
     runtime = make_runtime(tmp_path, embedder)
     service = runtime.ingest_service()
     service.ingest()
@@ -32,7 +39,7 @@ def test_keyword_index_follows_every_ingest_and_delete(tmp_path, embedder) -> No
     assert "002_218709f738487987.txt" not in runtime.lexical.paths()
 
 
-def test_a_missing_keyword_index_is_rebuilt_from_chroma(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_a_missing_keyword_index_is_rebuilt_from_chroma(tmp_path: Path, embedder: Embedder) -> None:
     runtime = make_runtime(tmp_path, embedder)
     runtime.ingest_service().ingest()
     runtime.lexical.clear()
@@ -44,14 +51,14 @@ def test_a_missing_keyword_index_is_rebuilt_from_chroma(tmp_path, embedder) -> N
     assert "2000" in answer.answer
 
 
-def test_keyword_search_finds_exact_terms(corpus_runtime) -> None:  # type: ignore[no-untyped-def]
+def test_keyword_search_finds_exact_terms(corpus_runtime: Runtime) -> None:
     hits = corpus_runtime.lexical.search("Belousov Lavrov Novak", 3)
     assert hits[0][0].path == "003_04a47c1ca7d95a89.txt" and "Belousov" in hits[0][0].text
     only = corpus_runtime.lexical.search("Putin", 50, ["001_"])
     assert only and {c.path for c, _ in only} == {"001_de25de7d48a037bb.txt"}
 
 
-def test_paths_restrict_retrieval(corpus_runtime) -> None:  # type: ignore[no-untyped-def]
+def test_paths_restrict_retrieval(corpus_runtime: Runtime) -> None:
     found = corpus_runtime.answer_service.retrieve(PUTIN_2000, 5, ["004_"])
     assert found.passages and {p.chunk.path for p in found.passages} == {
         "004_5e50463e41e8a191.txt"
@@ -66,7 +73,7 @@ def _chunk(path: str, start: int, end: int, text: str) -> Chunk:
                  end_char=0, text=text)
 
 
-def test_adjacent_passages_of_one_file_merge(corpus_runtime) -> None:  # type: ignore[no-untyped-def]
+def test_adjacent_passages_of_one_file_merge(corpus_runtime: Runtime) -> None:
     from rag.models import Passage
 
     retriever = corpus_runtime.retriever
@@ -79,7 +86,7 @@ def test_adjacent_passages_of_one_file_merge(corpus_runtime) -> None:  # type: i
     assert merged[0].chunk.text == "line 53\n\nline 55" and merged[0].score == 0.5
 
 
-def test_unfiltered_keyword_search_ranks_as_the_filtered_query_does(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_unfiltered_keyword_search_ranks_as_the_filtered_query_does(tmp_path: Path) -> None:
     """The unfiltered query ranks inside FTS5 (a cut before the join); a prefix that matches
     every path takes the other query.  Same hits, same order, ties broken by id."""
     from rag.adapters.lexical import LexicalIndex
@@ -98,7 +105,7 @@ def test_unfiltered_keyword_search_ranks_as_the_filtered_query_does(tmp_path) ->
     assert [c.id for c, _ in index.search("alpha", 3)] == ["f00.txt1", "f01.txt1", "f02.txt1"]
 
 
-def test_keyword_statistics_follow_writes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_keyword_statistics_follow_writes(tmp_path: Path) -> None:
     from rag.adapters.lexical import LexicalIndex
 
     index = LexicalIndex(tmp_path / "lexical.sqlite")
@@ -110,7 +117,7 @@ def test_keyword_statistics_follow_writes(tmp_path) -> None:  # type: ignore[no-
     assert index.idf(["rare"])["rare"] == before
 
 
-def test_vector_search_asks_for_more_than_there_is(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_vector_search_asks_for_more_than_there_is(tmp_path: Path, embedder: Embedder) -> None:
     runtime = make_runtime(tmp_path, embedder, exact_search=False)
     runtime.ingest_service().ingest()
     total = runtime.store.count()
@@ -119,12 +126,12 @@ def test_vector_search_asks_for_more_than_there_is(tmp_path, embedder) -> None: 
     assert runtime.store.query(embedder.encode_query("x"), 5, ["no-such-file.txt"]) == []
 
 
-def test_keyword_search_failing_on_its_thread_fails_the_search(corpus_runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_keyword_search_failing_on_its_thread_fails_the_search(
+    corpus_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sqlite3
 
-    import pytest
-
-    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def broken(*args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(corpus_runtime.lexical, "search", broken)
@@ -132,7 +139,9 @@ def test_keyword_search_failing_on_its_thread_fails_the_search(corpus_runtime, m
         corpus_runtime.retriever.search(PUTIN_2000, 5)
 
 
-def test_sentence_vectors_stored_at_ingest_are_used(tmp_path, embedder, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_sentence_vectors_stored_at_ingest_are_used(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The int8 backend pools each sentence's vector from its chunk's embedding run at ingest;
     re-ranking reads them instead of running the model on retrieved sentences."""
     import numpy as np
@@ -151,7 +160,7 @@ def test_sentence_vectors_stored_at_ingest_are_used(tmp_path, embedder, monkeypa
         assert np.allclose(stored[chunk.id], parts[0], atol=2e-3)  # float16 on disk
     found = runtime.answer_service.retrieve(PUTIN_2000, 5)
 
-    def no_model(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def no_model(*args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
         raise AssertionError("a stored sentence vector was computed again")
 
     runtime.refresh()  # a fresh answer service: nothing in memory
@@ -170,7 +179,7 @@ def test_sentence_vectors_stored_at_ingest_are_used(tmp_path, embedder, monkeypa
     ]
 
 
-def test_sentence_vectors_follow_edits_and_deletes(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_sentence_vectors_follow_edits_and_deletes(tmp_path: Path, embedder: Embedder) -> None:
     runtime = make_runtime(tmp_path, embedder)
     service = runtime.ingest_service()
     service.ingest()
@@ -196,7 +205,9 @@ def test_sentence_vectors_follow_edits_and_deletes(tmp_path, embedder) -> None: 
     assert rows() == runtime.lexical.ids()
 
 
-def test_a_sentence_vector_pooled_over_a_whole_one_sentence_text_is_its_vector(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_a_sentence_vector_pooled_over_a_whole_one_sentence_text_is_its_vector(
+    embedder: Embedder,
+) -> None:
     text = "Putin last visited North Korea in 2000."
     vectors, parts = embedder.encode_in_context([text], [[(0, len(text)), (0, 5)]])
     assert float(vectors[0] @ parts[0][0]) > 0.97  # all tokens but [CLS]/[SEP]

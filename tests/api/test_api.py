@@ -11,6 +11,7 @@ import hashlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,10 @@ def test_upload_ask_delete(server: Server) -> None:
     assert job["source"] == "upload" and job["state"] == "succeeded"
     assert job["paths"] == ["uploads/zoo notes_.txt", "uploads/pic.png"]
     assert [s["path"] for s in job["skipped"]] == ["uploads/pic.png"]
+    assert job["warnings"][0] == (  # renamed, and said so
+        "the upload '../../zoo notes?.txt' was stored as uploads/zoo notes_.txt "
+        "(an upload keeps only a plain file name)"
+    )
     stored = server.corpus / "uploads" / "zoo notes_.txt"
     assert stored.read_text() == text
     assert not (server.home / "zoo notes_.txt").exists()  # the name's ../ went nowhere
@@ -226,6 +231,40 @@ def test_upload_ask_delete(server: Server) -> None:
     assert all(p["path"] != "uploads/zoo notes_.txt" for p in found["passages"])
     again = server.client.delete("/v1/documents/uploads/zoo%20notes_.txt")
     assert again.status_code == 404 and error_of(again)["code"] == "document_not_found"
+
+
+def test_upload_named_the_rfc_5987_way(server: Server) -> None:
+    """A part with only ``filename*=UTF-8''…`` (non-ASCII names) is a file, not a field."""
+    boundary = "b0undary5987"
+    body = (
+        f"--{boundary}\r\n"
+        "Content-Disposition: form-data; name=\"files\"; "
+        "filename*=UTF-8''caf%C3%A9%20men%C3%BC.txt\r\n"
+        "Content-Type: text/plain\r\n\r\n"
+        "The café on the Taedong river serves naengmyeon every day.\n\r\n"
+        f"--{boundary}--\r\n"
+    ).encode()
+    r = server.client.post(
+        "/v1/ingest",
+        content=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert r.status_code == 202, r.text
+    job = wait_job(server.client, r.json()["job"]["id"])
+    assert job["state"] == "succeeded" and job["paths"] == ["uploads/café menü.txt"], job
+    assert (server.corpus / "uploads" / "café menü.txt").read_text().startswith("The café")
+
+
+def test_api_key_in_the_query_string_is_not_logged(server: Server) -> None:
+    secret = "query-secret-7f3a"
+    httpx.get(f"{server.url}/v1/documents?api_key={secret}&x=1", timeout=10)
+    httpx.get(f"{server.url}/v1/documents?token={secret}", timeout=10)
+    log = (server.home / "server.log").read_text()
+    deadline = time.monotonic() + 10
+    while "token=***" not in log and time.monotonic() < deadline:  # the log line is written
+        time.sleep(0.1)
+        log = (server.home / "server.log").read_text()
+    assert secret not in log and "api_key=***&x=1" in log and "token=***" in log
 
 
 def test_legacy_routes(server: Server) -> None:
@@ -330,6 +369,7 @@ def test_paths_outside_the_roots_are_403(server: Server, path: str) -> None:
     r = server.client.post("/v1/ingest", json={"paths": [path.format(home=server.home)]})
     assert r.status_code == 403, r.text
     assert error_of(r)["code"] == "path_not_allowed" and "0000" not in r.text
+    assert str(server.home) not in error_of(r)["hint"]  # no server paths in the hint
     assert server.documents()["index_version"] == before
 
 

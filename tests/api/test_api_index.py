@@ -20,7 +20,7 @@ def test_index_built_with_another_embedding_model_is_409_until_ingest_rebuilds_i
     builder = make_runtime(tmp_path, embedder, llm_backend="extractive")
     real = builder.index_info
     other = IndexInfo("acme/other-embedder", real.embedding_dim, real.chunker)
-    builder.__dict__["index_info"] = other
+    builder.index_info = other
     builder.ingest_service().ingest()  # the index on disk says: built with another model
 
     runtime = make_runtime(tmp_path, embedder, llm_backend="extractive")

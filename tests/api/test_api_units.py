@@ -11,19 +11,12 @@ import httpx
 import pytest
 
 from rag.api.app import create_app
-from rag.api.errors import OverloadedError
 from rag.api.limits import Gate
 from rag.api.metrics import Metrics
 from rag.api.middleware import host_allowed, host_of, template_pattern
-from rag.api.paths import (
-    PathNotAllowedError,
-    PathNotFoundError,
-    PathPolicy,
-    check_text,
-    sanitize_name,
-)
+from rag.api.paths import PathPolicy, check_text, sanitize_name
 from rag.config import Settings, load_settings
-from rag.errors import InputError
+from rag.errors import InputError, OverloadedError, PathNotAllowedError, PathNotFoundError
 from tests.api_support import LiveServer
 
 
@@ -87,6 +80,7 @@ def test_a_folder_whose_ingest_would_follow_a_link_out_of_the_roots_is_refused(
     ("given", "stored"),
     [
         ("notes.txt", "notes.txt"),
+        ("café menü.txt", "café menü.txt"),
         ("../../etc/passwd", "passwd"),
         ("C:\\Users\\me\\a b.md", "a b.md"),
         (".bashrc", "bashrc"),
@@ -121,6 +115,11 @@ def test_uploads_stay_in_the_uploads_folder(tmp_path: Path) -> None:
         ("LocalHost", "localhost"),
         ("::1", "::1"),
         ("", ""),
+        ("127.0.0.1:8104@evil.example", ""),  # not 127.0.0.1
+        ("127.0.0.1@evil.example", ""),
+        ("evil.example#127.0.0.1", ""),
+        ("127.0.0.1:80:80", ""),
+        ("localhost\\@evil", ""),
     ],
 )
 def test_host_of(header: str, host: str) -> None:

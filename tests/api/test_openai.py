@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from rag.api.app import create_app
-from tests.api_support import JULY_2000, MODEL, FakeOllama, LiveServer, fake_ollama_server
+from tests.api_support import MODEL, FakeOllama, LiveServer, fake_ollama_server
 from tests.conftest import OFF_TOPIC, PUTIN_2000, PUTIN_2000_LINES, free_port, make_runtime
 
 KEY = "openai-test-key"
@@ -134,11 +134,11 @@ def test_raw_stream_ends_with_done(env: Env) -> None:
     assert lines[-1] == "data: [DONE]" and all(line.startswith("data: {") for line in lines[:-1])
 
 
-def test_llm_answer_streams_token_by_token(env: Env) -> None:
+def test_llm_answer_streams_sentence_by_sentence_once_verified(env: Env) -> None:
     chunks = list(ask(env, PUTIN_2000, model="rag-ollama", stream=True))
     tokens = [c.choices[0].delta.content for c in chunks[1:-2]]
-    assert len(tokens) > 5 and "".join(tokens) == JULY_2000  # as the model wrote it
     extra = rag_of(chunks[-1])
+    assert tokens == [extra["answer"]]  # the model's one sentence, sent once it was verified
     assert extra["backend"] == "ollama" and extra["model"] == MODEL
     assert extra["citations"] and all(c["verified"] for c in extra["citations"])
     sources = chunks[-2].choices[0].delta.content
@@ -148,7 +148,7 @@ def test_llm_answer_streams_token_by_token(env: Env) -> None:
 
 
 def test_leaving_a_stream_stops_the_model(env: Env) -> None:
-    env.fake.mode = "slow"  # 60 tokens, 0.1 s apart
+    env.fake.mode = "slow"  # 60 sentences, 0.1 s apart
     env.fake.closed_early.clear()
     stream = ask(env, PUTIN_2000, model="rag-ollama", stream=True)
     for seen, _ in enumerate(stream, 1):
@@ -159,12 +159,12 @@ def test_leaving_a_stream_stops_the_model(env: Env) -> None:
 
 
 def test_failure_mid_stream_raises_in_the_client(env: Env) -> None:
-    env.fake.mode = "broken"  # two tokens, then the model fails
+    env.fake.mode = "broken"  # a sentence and a word, then the model fails
     stream = ask(env, PUTIN_2000, model="rag-ollama", stream=True)
     seen = []
     with pytest.raises(openai.APIError) as failed:
         seen.extend(stream)
-    assert len(seen) >= 2  # the role, then tokens, before the error
+    assert len(seen) >= 2  # the role, then the verified sentence, before the error
     assert failed.value.body["type"] == "server_error"  # type: ignore[index]
     assert failed.value.body["code"].startswith("llm")  # type: ignore[index]
 

@@ -117,3 +117,75 @@ def test_broken_toml_is_reported(cli_env: dict[str, str], tmp_path: Path) -> Non
     toml.write_text("chunk_size = = 3\n")
     done = rag("config", env={**cli_env, "RAG_CONFIG": str(toml)})
     assert done.returncode == 2 and "is not valid TOML" in done.stderr
+
+
+def test_links_out_of_the_corpus_are_skipped_with_a_warning(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """One symlink policy, named directly or found in a folder (issue 19, item 5)."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in ("003_04a47c1ca7d95a89.txt", "004_5e50463e41e8a191.txt"):
+        (corpus / name).write_bytes((CORPUS / name).read_bytes())
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "passwd").write_text("root:x:0:0:The vault combination is 7-4-1-9:/root\n")
+    (corpus / "passwd_link.txt").symlink_to(outside / "passwd")
+    (corpus / "elsewhere").symlink_to(outside, target_is_directory=True)
+    env = {**cli_env, "RAG_CORPUS_DIR": str(corpus), "RAG_INDEX_DIR": str(tmp_path / "index")}
+
+    named = rag("ingest", str(corpus / "passwd_link.txt"), env=env)
+    assert named.returncode != 0 and "Traceback" not in named.stderr
+    assert "passwd_link.txt" in named.stderr and "link" in named.stderr
+
+    folder = rag("ingest", env=env)
+    assert folder.returncode == 0, folder.stderr
+    assert "skipped passwd_link.txt: a link to a place outside the corpus folder" in folder.stderr
+    assert "skipped elsewhere/: a link" in folder.stderr and "2 skipped" in folder.stderr
+
+    status = rag("status", env=env)
+    assert "passwd_link.txt: a link to a place outside the corpus folder" in status.stdout
+
+    asked = rag("ask", "What is the vault combination?", "--json", env=env)
+    answer = json.loads(asked.stdout)
+    assert "7-4-1-9" not in asked.stdout and all(
+        "passwd" not in s["path"] for s in answer["sources"]
+    )
+
+
+def test_one_huge_file_is_cut_to_its_chunk_limit(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """One single-line file cannot swamp the index (issue 19, item 7)."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "004_5e50463e41e8a191.txt").write_bytes(
+        (CORPUS / "004_5e50463e41e8a191.txt").read_bytes()
+    )
+    words = [f"filler{i % 97} word{i % 89}" for i in range(6000)]
+    (corpus / "huge.txt").write_text(" ".join(words) + "\n")  # one line, ~100 KB
+    env = {**cli_env, "RAG_CORPUS_DIR": str(corpus), "RAG_INDEX_DIR": str(tmp_path / "index"),
+           "RAG_MAX_FILE_CHUNKS": "4"}  # fmt: skip
+    done = rag("ingest", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "huge.txt: only its first 4 chunks (lines 1-1) are indexed" in done.stderr
+    assert "RAG_MAX_FILE_CHUNKS (4)" in done.stderr
+    status = json.loads(rag("status", "--json", env=env).stdout)
+    assert status["in_sync"] and status["chunks_listed"] < 40, status  # uncut: over 250
+    asked = json.loads(rag("ask", PUTIN_2000, "--json", env=env).stdout)
+    assert not asked["abstained"] and "2000" in asked["answer"]
+
+
+def test_model_cache_is_per_user_not_in_the_current_folder(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Run from another folder, rag keeps its int8 model cache in one per-user place."""
+    env = {k: v for k, v in cli_env.items() if k != "RAG_MODELS_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shown = subprocess.run(
+        [RAG, "config", "--json"], env=env, cwd=elsewhere, capture_output=True, text=True,
+        timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert str(tmp_path / "cache" / "rag" / "models") in shown.stdout
+    assert not (elsewhere / "data").exists()

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,7 +93,7 @@ def test_ctrl_c_keeps_what_is_done(tmp_path: Path) -> None:
     assert "Interrupted: partial results" in (out / "report.md").read_text()
 
 
-def _row(qid: str, correct: bool) -> dict:  # type: ignore[type-arg]
+def _row(qid: str, correct: bool) -> dict[str, Any]:
     return {"id": qid, "correct": correct}
 
 
@@ -143,7 +144,7 @@ def _q(qid: str, answerable: bool, abstained: bool, confidence: float, rank: int
     }
 
 
-def _baseline(rows: list[dict]) -> dict:  # type: ignore[type-arg]
+def _baseline(rows: list[dict[str, Any]]) -> dict[str, Any]:
     from rag.evaluation.gate import baseline_payload
     from rag.evaluation.metrics import summary_metrics
 
@@ -158,7 +159,7 @@ BASE = [_q(f"a{i}", True, False, 0.9) for i in range(20)] + [
 BASE[20] = _q("u0", False, True, 0.6495)  # abstained, a hair below the threshold
 
 
-def _now(rows: list[dict]) -> tuple[dict, list[dict]]:  # type: ignore[type-arg]
+def _now(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from rag.evaluation.metrics import summary_metrics
 
     return summary_metrics(rows), rows

@@ -8,6 +8,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rag.adapters.embedder import Embedder
 from rag.indexing.chunker import Chunker, split_lines
 from tests.conftest import sed_lines
 
@@ -25,7 +26,7 @@ def _sed(text: str, tmp: Path) -> list[str]:
     return sed_lines(path)
 
 
-def _check(text: str, chunks, lines: list[str], max_tokens: int, embedder) -> None:  # type: ignore[no-untyped-def]
+def _check(text: str, chunks, lines: list[str], max_tokens: int, embedder: Embedder) -> None:  # type: ignore[no-untyped-def]
     covered = set()
     for c in chunks:
         assert 1 <= c.start_line <= c.end_line <= len(lines)
@@ -60,7 +61,7 @@ def _check(text: str, chunks, lines: list[str], max_tokens: int, embedder) -> No
     overlap=st.integers(min_value=0, max_value=2),
 )
 def test_chunks_are_exactly_the_files_lines(
-    lines, crlf, final_newline, max_tokens, overlap, embedder, tmp_path
+    lines, crlf, final_newline, max_tokens, overlap, embedder: Embedder, tmp_path: Path
 ):  # type: ignore[no-untyped-def]
     eol = "\r\n" if crlf else "\n"
     text = eol.join(lines) + (eol if final_newline and lines else "")
@@ -69,7 +70,9 @@ def test_chunks_are_exactly_the_files_lines(
     _check(text, chunks, _sed(text, tmp_path), max_tokens, embedder)
 
 
-def test_line_numbers_with_crlf_blank_lines_and_no_final_newline(embedder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_line_numbers_with_crlf_blank_lines_and_no_final_newline(
+    embedder: Embedder, tmp_path: Path
+) -> None:
     text = "first line\r\n\r\n\r\nfourth – ünïcödé 😀 line\r\nfifth\u2028still fifth\r\n\r\nseventh"
     chunker = Chunker(embedder.counter, 8)
     chunks = chunker.chunk("doc.txt", text)
@@ -81,7 +84,9 @@ def test_line_numbers_with_crlf_blank_lines_and_no_final_newline(embedder, tmp_p
     assert [line.number for line in split_lines(text)] == list(range(1, 8))
 
 
-def test_a_line_longer_than_a_chunk_is_split_and_keeps_its_number(embedder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_line_longer_than_a_chunk_is_split_and_keeps_its_number(
+    embedder: Embedder, tmp_path: Path
+) -> None:
     long_line = " ".join(f"word{i}" for i in range(600))
     text = f"intro\n{long_line}\noutro\n"
     chunks = Chunker(embedder.counter, 50).chunk("doc.txt", text)
@@ -92,7 +97,9 @@ def test_a_line_longer_than_a_chunk_is_split_and_keeps_its_number(embedder, tmp_
     _check(text, chunks, _sed(text, tmp_path), 50, embedder)
 
 
-def test_no_chunk_is_truncated_by_the_model(embedder, torch_embedder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_no_chunk_is_truncated_by_the_model(
+    embedder: Embedder, torch_embedder: Embedder, tmp_path: Path
+) -> None:
     """Every chunk fits the model's sequence, special tokens included: no text dropped
     (counted by the default backend's tokenizer, checked with the model's own)."""
     random.seed(7)
@@ -108,7 +115,7 @@ def test_no_chunk_is_truncated_by_the_model(embedder, torch_embedder, tmp_path) 
         assert len(tokenizer(c.text)["input_ids"]) <= embedder.max_seq_length
 
 
-def test_five_megabyte_single_line(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_five_megabyte_single_line(embedder: Embedder) -> None:
     random.seed(3)
     vocab = ["alpha", "beta", "Pyongyang", "summit", "2024", "x" * 30, "ünïcode"]
     line = " ".join(random.choice(vocab) for _ in range(700_000))[: 5 * 2**20]
@@ -120,14 +127,14 @@ def test_five_megabyte_single_line(embedder) -> None:  # type: ignore[no-untyped
     assert sum(len(c.text.replace(" ", "")) for c in chunks) == len(line.replace(" ", ""))
 
 
-def test_a_giant_word_is_capped_by_characters(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_a_giant_word_is_capped_by_characters(embedder: Embedder) -> None:
     blob = "A" * 200_000  # one "word": the tokenizer sees a single [UNK]
     chunks = Chunker(embedder.counter, 64).chunk("blob.txt", blob)
     assert all(len(c.text) <= 64 * 12 for c in chunks)
     assert "".join(c.text for c in chunks) == blob
 
 
-def test_ids_are_stable_and_unique(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_ids_are_stable_and_unique(embedder: Embedder) -> None:
     text = "Leave a Reply\n\nsome text here\n\nLeave a Reply\n"
     chunker = Chunker(embedder.counter, 4)
     first = chunker.chunk("a.txt", text)
@@ -155,7 +162,7 @@ HEADING_OR_TEXT = st.one_of(
     overlap=st.integers(min_value=0, max_value=2),
 )
 def test_headings_and_pages_keep_the_line_contract(
-    lines, suffix, breaks, max_tokens, overlap, embedder, tmp_path
+    lines, suffix, breaks, max_tokens, overlap, embedder: Embedder, tmp_path: Path
 ):  # type: ignore[no-untyped-def]
     """Heading context stays within the token budget; no chunk spans a page start."""
     text = "\n".join(lines) + "\n"

@@ -13,9 +13,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from rag.adapters.embedder import Embedder
 from tests.conftest import CORPUS, REPO, make_runtime
 
 pytestmark = pytest.mark.slow
@@ -59,7 +61,7 @@ def _mutate(corpus: Path, rng: random.Random, step: int) -> None:
             victim.rename(corpus / f"renamed_{step}_{victim.name}")
 
 
-def _check(env: dict[str, str], index: Path, corpus: Path) -> dict:  # type: ignore[type-arg]
+def _check(env: dict[str, str], index: Path, corpus: Path) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-m", "tests.crash_check", str(index), str(corpus)],
         cwd=REPO,
@@ -79,7 +81,7 @@ def _rag(env: dict[str, str]) -> list[str]:
 def test_kill_minus_nine_at_random_points_keeps_the_index_consistent(
     tmp_path: Path,
     cli_env: dict[str, str],
-    embedder,  # type: ignore[no-untyped-def]
+    embedder: Embedder,
 ) -> None:
     corpus, index = tmp_path / "corpus", tmp_path / "index"
     _paragraph_files(corpus)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from rag.adapters.embedder import Embedder
 from rag.indexing.chunker import Chunker, chunk_id
 from rag.indexing.loader import Document, Skipped, read
 from rag.indexing.loader import SourceFile as FileSource
@@ -276,7 +277,7 @@ def test_rst_titles_become_chunk_context(tmp_path: Path) -> None:
     assert "Manual > Overview > Details" in {c.heading for c in chunks}
 
 
-def test_heading_counts_against_the_token_budget(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_heading_counts_against_the_token_budget(embedder: Embedder) -> None:
     long_title = " ".join(f"word{i}" for i in range(200))
     text = f"# {long_title}\n\n## Sub section\n\n" + "\n".join(
         f"Sentence number {i} says something about the topic." for i in range(60)
@@ -530,7 +531,7 @@ def _pdf_chunk(page: int | None) -> Chunk:
     )
 
 
-def test_chroma_metadata_keeps_page_fields(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_chroma_metadata_keeps_page_fields(tmp_path: Path, embedder: Embedder) -> None:
     from rag.adapters.store import ChromaStore, IndexInfo
     from rag.config import Settings
 
@@ -565,7 +566,7 @@ def test_keyword_index_keeps_page_fields_and_upgrades_old_files(tmp_path: Path) 
     index.close()
 
 
-def test_ingest_and_answer_cite_pdf_pages(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_ingest_and_answer_cite_pdf_pages(tmp_path: Path, embedder: Embedder) -> None:
     from tests.conftest import make_runtime
 
     corpus = tmp_path / "docs"

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
+from rag.adapters.embedder import Embedder
 from rag.adapters.generations import GenerationStores
-from rag.adapters.lock import IndexLock, IndexLockedError
-from rag.adapters.manifest import ACTIVE_FILE, FILE_NAME, Manifest, ManifestDamagedError
-from rag.errors import IndexMissingError, IndexStateError
+from rag.adapters.lock import IndexLock
+from rag.adapters.manifest import ACTIVE_FILE, FILE_NAME, Manifest
+from rag.errors import IndexLockedError, IndexMissingError, IndexStateError, ManifestDamagedError
 from tests.conftest import CORPUS, REPO, make_runtime
 from tests.crash_check import check
 
@@ -74,11 +75,13 @@ def _arm(runtime: Any, crash_at: int) -> list[str]:
     for target, name in WRITES:
         if target == "manifest":
             wrap(runtime.manifest, name)
-    runtime.__dict__["stores"] = ArmedStores(runtime.settings)
+    runtime.stores = ArmedStores(runtime.settings)
     return seen
 
 
-def test_a_crash_at_every_write_leaves_a_recoverable_index(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_a_crash_at_every_write_leaves_a_recoverable_index(
+    tmp_path: Path, embedder: Embedder
+) -> None:
     """Exhaustive crash points over an incremental ingest (edit, add, delete, rename)."""
     base = _small_corpus(tmp_path)
     files = sorted(base.glob("*.txt"))
@@ -121,7 +124,7 @@ def test_a_crash_at_every_write_leaves_a_recoverable_index(tmp_path: Path, embed
     assert crashed >= 20, crashed
 
 
-def test_a_second_writer_is_refused_naming_the_holder(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_a_second_writer_is_refused_naming_the_holder(tmp_path: Path, embedder: Embedder) -> None:
     runtime = make_runtime(tmp_path, embedder, lock_wait=1.0)
     index = runtime.settings.index_dir
     holder = subprocess.Popen(
@@ -164,7 +167,7 @@ def test_the_lock_is_shared_within_one_process(tmp_path: Path) -> None:
 @pytest.mark.parametrize("damage", ["truncate", "empty", "garbage"])
 def test_a_torn_manifest_is_detected_and_rebuilt_from_chroma(
     tmp_path: Path,
-    embedder,  # type: ignore[no-untyped-def]
+    embedder: Embedder,
     damage: str,
 ) -> None:
     runtime = make_runtime(tmp_path, embedder)
@@ -200,7 +203,7 @@ def test_a_torn_manifest_is_detected_and_rebuilt_from_chroma(
 
 def test_a_torn_manifest_without_a_record_of_the_index_says_what_to_do(
     tmp_path: Path,
-    embedder,  # type: ignore[no-untyped-def]
+    embedder: Embedder,
 ) -> None:
     runtime = make_runtime(tmp_path, embedder)
     runtime.ingest_service().ingest()
@@ -217,7 +220,7 @@ def test_a_torn_manifest_without_a_record_of_the_index_says_what_to_do(
 
 def test_an_edit_re_embeds_only_changed_chunks_and_leaves_no_old_text(
     tmp_path: Path,
-    embedder,  # type: ignore[no-untyped-def]
+    embedder: Embedder,
 ) -> None:
     runtime = make_runtime(tmp_path, embedder)
     service = runtime.ingest_service()
@@ -242,7 +245,9 @@ def test_an_edit_re_embeds_only_changed_chunks_and_leaves_no_old_text(
     assert hits[0].chunk.path == doc.name and hits[0].chunk.start_line == 1
 
 
-def test_an_interrupted_first_ingest_is_reported_and_finished(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_an_interrupted_first_ingest_is_reported_and_finished(
+    tmp_path: Path, embedder: Embedder
+) -> None:
     class Stop:
         def start(self, phase: str, total: int) -> None: ...
         def warn(self, message: str) -> None: ...
@@ -265,7 +270,7 @@ def test_an_interrupted_first_ingest_is_reported_and_finished(tmp_path: Path, em
 
 def test_a_chunker_change_builds_beside_the_old_index_and_switches_when_done(
     tmp_path: Path,
-    embedder,  # type: ignore[no-untyped-def]
+    embedder: Embedder,
 ) -> None:
     old = make_runtime(tmp_path, embedder, chunk_size=128)
     old.ingest_service().ingest()
@@ -311,8 +316,8 @@ def test_a_chunker_change_builds_beside_the_old_index_and_switches_when_done(
 
 
 def test_an_index_built_with_torch_keeps_answering_until_int8_replaces_it(
-    tmp_path: Path, torch_embedder, embedder
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, torch_embedder: Embedder, embedder: Embedder
+) -> None:
     """What an upgrade meets: an index embedded with the old default (torch fp32) is queried
     with torch until `rag ingest` has built the int8 one beside it and switched."""
     from tests.conftest import PUTIN_2000, make_runtime
@@ -339,8 +344,8 @@ def test_an_index_built_with_torch_keeps_answering_until_int8_replaces_it(
 
 
 def test_a_build_killed_before_its_collection_existed_is_dropped_and_started_again(
-    tmp_path: Path, embedder
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, embedder: Embedder
+) -> None:
     """Found by the kill -9 suite: a kill between writing the new generation's row and
     creating its collection left a `building` generation without a collection."""
     old = make_runtime(tmp_path, embedder, chunk_size=128)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from rag.adapters.embedder import Embedder
 from rag.adapters.manifest import Manifest
 from rag.adapters.store import ChromaStore, IndexInfo
 from rag.errors import EmptyCorpusError, IndexMismatchError, IndexMissingError, InputError
+from rag.runtime import Runtime
 from tests.conftest import CORPUS, make_runtime, sed_lines
 
 
-def _all_chunks(store: ChromaStore) -> list[dict]:  # type: ignore[type-arg]
+def _all_chunks(store: ChromaStore) -> list[dict[str, Any]]:
     got = store.collection.get(include=["documents", "metadatas"])
     return [
         {"id": i, "text": d, **m}
@@ -20,7 +24,7 @@ def _all_chunks(store: ChromaStore) -> list[dict]:  # type: ignore[type-arg]
     ]
 
 
-def test_corpus_chunks_carry_exact_line_anchors(corpus_runtime) -> None:  # type: ignore[no-untyped-def]
+def test_corpus_chunks_carry_exact_line_anchors(corpus_runtime: Runtime) -> None:
     store = corpus_runtime.store
     chunks = _all_chunks(store)
     manifest = Manifest.load(corpus_runtime.settings.index_dir)
@@ -38,7 +42,7 @@ def test_corpus_chunks_carry_exact_line_anchors(corpus_runtime) -> None:  # type
         assert nonblank <= covered[name]
 
 
-def test_reingest_is_a_no_op_and_edits_replace_old_text(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_reingest_is_a_no_op_and_edits_replace_old_text(tmp_path: Path, embedder: Embedder) -> None:
     runtime = make_runtime(tmp_path, embedder)
     service = runtime.ingest_service()
     first = service.ingest()
@@ -63,7 +67,7 @@ def test_reingest_is_a_no_op_and_edits_replace_old_text(tmp_path, embedder) -> N
     assert runtime.store.count() == Manifest.load(runtime.settings.index_dir).chunk_count
 
 
-def test_prune_removes_documents_gone_from_disk(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_prune_removes_documents_gone_from_disk(tmp_path: Path, embedder: Embedder) -> None:
     runtime = make_runtime(tmp_path, embedder)
     service = runtime.ingest_service()
     service.ingest()
@@ -76,14 +80,16 @@ def test_prune_removes_documents_gone_from_disk(tmp_path, embedder) -> None:  # 
     assert service.stale_reason() is None
 
 
-def test_small_upsert_batches(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_small_upsert_batches(tmp_path: Path, embedder: Embedder) -> None:
     runtime = make_runtime(tmp_path, embedder)
     runtime.store.batch_size = 7  # as if Chroma's max batch were tiny
     report = runtime.ingest_service().ingest()
     assert runtime.store.count() == report.chunks_written > 7
 
 
-def test_missing_path_is_a_clear_error_and_writes_nothing(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_missing_path_is_a_clear_error_and_writes_nothing(
+    tmp_path: Path, embedder: Embedder
+) -> None:
     runtime = make_runtime(tmp_path, embedder)
     with pytest.raises(InputError, match=r"no such file or folder: .*nowhere"):
         runtime.ingest_service().ingest([tmp_path / "nowhere"])
@@ -91,7 +97,7 @@ def test_missing_path_is_a_clear_error_and_writes_nothing(tmp_path, embedder) ->
     assert not runtime.store.exists()
 
 
-def test_empty_folder_is_a_clear_error(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_empty_folder_is_a_clear_error(tmp_path: Path, embedder: Embedder) -> None:
     runtime = make_runtime(tmp_path, embedder)
     (tmp_path / "empty").mkdir()
     with pytest.raises(EmptyCorpusError, match="no files found"):
@@ -99,7 +105,9 @@ def test_empty_folder_is_a_clear_error(tmp_path, embedder) -> None:  # type: ign
     assert not runtime.store.exists()
 
 
-def test_binary_files_are_skipped_and_latin1_is_read_with_a_warning(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_binary_files_are_skipped_and_latin1_is_read_with_a_warning(
+    tmp_path: Path, embedder: Embedder
+) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "image.dat").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
@@ -127,7 +135,9 @@ def test_binary_files_are_skipped_and_latin1_is_read_with_a_warning(tmp_path, em
     assert texts == ["caf\xe9 cr\xe8me"]
 
 
-def test_only_unreadable_files_is_an_error_not_an_empty_index(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_only_unreadable_files_is_an_error_not_an_empty_index(
+    tmp_path: Path, embedder: Embedder
+) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "blob.bin").write_bytes(b"\x00\x01\x02")
@@ -137,7 +147,7 @@ def test_only_unreadable_files_is_an_error_not_an_empty_index(tmp_path, embedder
     assert not runtime.store.exists()
 
 
-def test_file_over_the_size_limit_is_skipped(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_file_over_the_size_limit_is_skipped(tmp_path: Path, embedder: Embedder) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "huge.txt").write_text("word " * (5 * 2**20 // 5))  # 5 MiB, a single line
@@ -148,7 +158,7 @@ def test_file_over_the_size_limit_is_skipped(tmp_path, embedder) -> None:  # typ
     assert "too large (5.0 MiB > 1.0 MiB" in report.skipped[0].reason
 
 
-def test_index_built_with_another_model_is_refused(corpus_runtime) -> None:  # type: ignore[no-untyped-def]
+def test_index_built_with_another_model_is_refused(corpus_runtime: Runtime) -> None:
     info = corpus_runtime.index_info
     other = IndexInfo("some-other-model", info.embedding_dim, info.chunker)
     store = ChromaStore(corpus_runtime.settings, other, corpus_runtime.store.name)
@@ -158,14 +168,14 @@ def test_index_built_with_another_model_is_refused(corpus_runtime) -> None:  # t
     assert "rag ingest --rebuild" in caught.value.hint
 
 
-def test_opening_a_missing_index_says_how_to_build_it(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_opening_a_missing_index_says_how_to_build_it(tmp_path: Path, embedder: Embedder) -> None:
     runtime = make_runtime(tmp_path, embedder)
     with pytest.raises(IndexMissingError) as caught:
         runtime.store.open()
     assert "rag ingest" in caught.value.hint
 
 
-def test_rebuild_starts_from_scratch(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+def test_rebuild_starts_from_scratch(tmp_path: Path, embedder: Embedder) -> None:
     runtime = make_runtime(tmp_path, embedder)
     service = runtime.ingest_service()
     service.ingest()

@@ -11,11 +11,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 RAG = str(Path(sys.executable).parent / "rag")
 
 
-def _rows(db: Path, sql: str) -> list[tuple]:  # type: ignore[type-arg]
+def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
     if not db.exists():
         return []
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)

@@ -53,12 +53,29 @@ class OllamaLLM:
         # client keeps them on every request, including the probe's /api/tags.
         headers = settings.ollama_request_headers()
         self._client = ollama.Client(host=self.host, timeout=timeout, headers=headers or None)
+        # Probes have their own short timeout: a server that accepts and never answers must
+        # not hold start-up, /readyz or the CLI for the first-token timeout.
+        self._probe_client = ollama.Client(
+            host=self.host,
+            timeout=httpx.Timeout(
+                settings.probe_timeout,
+                connect=min(settings.connect_timeout, settings.probe_timeout),
+            ),
+            headers=headers or None,
+        )
 
     # -- availability -------------------------------------------------------
     def probe(self) -> None:
-        """Raise unless the server answers and has the model."""
+        """Raise unless the server answers (within RAG_PROBE_TIMEOUT) and has the model."""
         try:
-            listing = self._client.list()
+            listing = self._probe_client.list()
+        except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
+            raise LLMTimeoutError(
+                f"Ollama at {self.host} accepted the connection but did not answer a probe "
+                f"(/api/tags) within {self.settings.probe_timeout:g} s",
+                "it may be stuck or overloaded: check `ollama ps` and its log, or raise "
+                "RAG_PROBE_TIMEOUT",
+            ) from None
         except Exception as exc:
             raise self._translate(exc) from None
         names = set()

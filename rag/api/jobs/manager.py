@@ -26,7 +26,6 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from rag.adapters.lock import IndexLockedError
 from rag.api.jobs.records import (
     JobChunks,
     JobError,
@@ -36,7 +35,13 @@ from rag.api.jobs.records import (
     PhaseProgress,
     SkippedFile,
 )
-from rag.errors import RagError
+from rag.errors import (
+    IndexBusyError,
+    IndexLockedError,
+    JobNotFoundError,
+    JobQueueFullError,
+    RagError,
+)
 from rag.indexing.ingest import IngestReport, Progress
 from rag.models import now
 
@@ -53,20 +58,6 @@ CLAIM_STEP = 1.0  # seconds per attempt at the writer lock while a job waits for
 SAVE_EVERY = 0.5  # seconds between a running job's progress records in the shared job table
 MAX_WARNINGS = 200
 MAX_SKIPPED = 1000
-
-
-class JobNotFoundError(RagError):
-    code = "job_not_found"
-
-
-class JobQueueFullError(RagError):
-    code = "ingest_queue_full"
-    retry_after = 5
-
-
-class IndexBusyError(RagError):
-    code = "index_busy"
-    retry_after = 5
 
 
 class JobCancelledError(Exception):
@@ -168,9 +159,11 @@ class JobManager:
         shown: Sequence[str],
         source: Literal["paths", "upload"],
         skipped: Sequence[tuple[str, str]] = (),
+        warnings: Sequence[str] = (),
     ) -> JobStatus:
         """Queue an ingest of ``paths`` (``shown``: as the client named them); ``skipped``:
-        files already known not to be read, with the reason."""
+        files already known not to be read, with the reason; ``warnings``: said up front
+        (e.g. an upload stored under another name)."""
         self.ensure_room()
         status = JobStatus(
             id=uuid.uuid4().hex,
@@ -179,6 +172,7 @@ class JobManager:
             paths=list(shown),
             created_at=now(),
             skipped=[SkippedFile(path=p, reason=r) for p, r in skipped],
+            warnings=list(warnings),
         )
         job = _Job(status, list(paths))
         with self._lock:
@@ -362,5 +356,8 @@ def _apply(status: JobStatus, report: IngestReport, noted: list[SkippedFile]) ->
     status.chunks = JobChunks(
         written=report.chunks_written, deleted=report.chunks_deleted, total=report.chunks_total
     )
-    found = [SkippedFile(path=s.path, reason=s.reason) for s in report.skipped]
+    seen = {s.path for s in noted}  # a link both checks found is listed once
+    found = [
+        SkippedFile(path=s.path, reason=s.reason) for s in report.skipped if s.path not in seen
+    ]
     status.skipped = (noted + found)[:MAX_SKIPPED]

@@ -33,9 +33,10 @@ SSE_EVENT: dict[str, Any] = {  # one event (OpenAPI < 3.2: `schema` describes ea
 ASK_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The answer (JSON), or with `stream` / `Accept: text/event-stream` a "
-        "stream of Server-Sent Events: `token` (`{text}`, as the model writes; the final, "
-        "verified text is in `done`), one `citations` (`{citations}`), one `done` (the whole "
-        "answer object); or an `error` event (`{error: {code, message, hint}}`).",
+        "stream of Server-Sent Events: `token` (`{text}`: each sentence as the model writes it, "
+        "once it passed the citation check, with its `[n]` markers; unverified sentences are "
+        "never sent; the final text is in `done`), one `citations` (`{citations}`), one `done` "
+        "(the whole answer object); or an `error` event (`{error: {code, message, hint}}`).",
         "content": {
             "application/json": {"example": ANSWER_EXAMPLE},
             "text/event-stream": {"schema": SSE_EVENT, "example": SSE_EXAMPLE},

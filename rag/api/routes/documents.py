@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -16,12 +17,13 @@ from starlette.datastructures import UploadFile
 from rag.api.asking import in_thread
 from rag.api.deps import DeadlineDep, Services, ServicesDep, SettingsDep
 from rag.api.documents import DeletedDocument
-from rag.api.errors import UnsupportedMediaTypeError, responses
+from rag.api.errors import responses
 from rag.api.jobs.records import JobStatus
 from rag.api.lines import MAX_RADIUS, DocumentLines, document_lines
+from rag.api.multipart import read_form
 from rag.api.paths import UPLOADS
 from rag.api.schemas import DOC_PATH, JOB_ID, DocumentList, IngestAccepted, IngestPaths, Prefix
-from rag.errors import IndexMissingError
+from rag.errors import IndexMissingError, UnsupportedMediaTypeError
 from rag.runtime import Runtime
 
 router = APIRouter(tags=["documents"])
@@ -79,7 +81,7 @@ async def _submit_upload(
     request: Request, services: Services, deadline: float, timeout: float
 ) -> JobStatus:
     services.jobs.ensure_room()
-    form = await request.form()
+    form = await read_form(request.headers, request.stream())
     try:
         files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
         policy = services.policy
@@ -91,10 +93,18 @@ async def _submit_upload(
             policy.store_uploads,
             [(f.filename or "upload.txt", f.file) for f in files],
         )
+        given = [f.filename or "" for f in files]
     finally:
         await form.close()
     shown = [p.relative_to(policy.corpus).as_posix() for p in stored]
-    return await run_in_threadpool(services.jobs.submit, stored, shown, "upload")
+    renamed = [
+        f"the upload {name[:120]!r} was stored as {path} (an upload keeps only a plain file name)"
+        for name, path in zip(given, shown, strict=True)
+        if name != path.rsplit("/", 1)[-1]
+    ]
+    return await run_in_threadpool(
+        functools.partial(services.jobs.submit, stored, shown, "upload", warnings=renamed)
+    )
 
 
 @router.post(

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from rag.api.asking import collect
 from rag.api.deps import AnswerServiceDep, DeadlineDep, ServicesDep, SettingsDep
-from rag.api.errors import UnknownModelError, UnsupportedParameterError, openai_responses
+from rag.api.errors import openai_responses
 from rag.api.openai_catalog import MODELS, Catalog, ModelCard, ModelList
 from rag.api.openai_compat import (
     ACCEPTED,
@@ -30,6 +30,7 @@ from rag.api.openai_schemas import (
 )
 from rag.api.routes.ask import opening_event, start_run
 from rag.config import Settings
+from rag.errors import UnknownModelError, UnsupportedParameterError
 
 router = APIRouter(tags=["OpenAI-compatible"])
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -13,7 +13,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from rag.api.paths import PathNotFoundError
+from rag.errors import PathNotFoundError
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 # name -> media type: the only files served (no path from the URL ever reaches the disk)
