@@ -6,6 +6,7 @@ handler; the CLI prints ``message`` and ``hint`` and exits non-zero.
 
     RagError
     ├── ConfigError            settings that cannot work (bad value, bad rag.toml)
+    │   └── ReaderModelError   the reader's model file is missing, altered or out of date
     ├── InputError             a path or request the user gave is unusable
     │   └── EmptyCorpusError   nothing ingestible was found
     ├── IndexStateError            the index is missing, corrupt or incompatible
@@ -38,6 +39,10 @@ class RagError(Exception):
 
 class ConfigError(RagError):
     code = "config_error"
+
+
+class ReaderModelError(ConfigError):
+    code = "reader_model_error"
 
 
 class InputError(RagError):
