@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help install run run-server serve chat ingest ask test test-slow lint format clean eval eval-update bench train
+.PHONY: help install browser run run-server serve chat ingest ask test test-slow lint format clean eval eval-update bench train
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-11s %s\n", $$1, $$2}'
@@ -21,7 +21,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install rag (torch pinned first)
 
-run: install ## Ingest data/corpus if the index is missing or stale, then serve on 127.0.0.1:8000
+# Debian's Chromium for the web page's browser tests (Playwright drives it; its own browser
+# download does not work offline).  Installed only when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser: ## Install headless Chromium (Debian's) for the page's browser tests, if missing
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+	@/usr/bin/chromium --version
+
+run: install ## Ingest data/corpus if missing or stale, then serve the page and API on 127.0.0.1:8000
 	$(BIN)/rag ingest --if-stale
 	$(BIN)/rag serve
 

@@ -36,6 +36,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np
 
 from bench.corpus import CorpusInfo, build_corpus
+from bench.peer import section as bench_peer
 from bench.queries import QUESTIONS
 from bench.server import ask_load, rss_mb, serve
 from bench.stats import summary
@@ -58,7 +59,7 @@ DENSE_DEPTH = 80
 TIER_LAYOUT = 2
 LLAMA_MAX_TOKENS = 48  # answers are one line (the backend stops at a newline)
 LLAMA_SLOW_S = 60.0
-SECTIONS = ("ingest", "int8", "retrieval", "server", "llamacpp", "squad")
+SECTIONS = ("ingest", "int8", "retrieval", "server", "llamacpp", "squad", "peer")
 
 
 @dataclass(frozen=True)
@@ -778,6 +779,12 @@ def info_rows(results: dict[str, Any]) -> list[tuple[str, Any]]:
                                        f"{get(m, 'squad', 'int8', 'recall@5')}"),
         ("re-ingest s in-process / `rag ingest` CLI",
          pair(m, "ingest", "reingest_s", "reingest_cli_s")),
+        ("SQuAD rag / llama-index default: recall@1, recall@5, citation precision",
+         ", ".join(str(get(m, "peer", "ratios_rag_to_peer", k))
+                   for k in ("recall@1", "recall@5", "citation_precision"))),
+        ("... line-precision, ingest throughput, query p50",
+         ", ".join(str(get(m, "peer", "ratios_rag_to_peer", k))
+                   for k in ("citation_line_precision", "ingest_throughput", "query_p50"))),
     ]  # fmt: skip
     return rows
 
@@ -836,6 +843,7 @@ def run(scale: Scale, work: Path, out: Path, skip: set[str]) -> int:
         ("server", bench_server),
         ("llamacpp", bench_llamacpp),
         ("squad", bench_squad),
+        ("peer", bench_peer),  # llama-index's default pipeline beside rag (bench/peer.py)
     ]
     for name, step in steps:
         if name in skip:

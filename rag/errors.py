@@ -13,6 +13,7 @@ handler; the CLI prints ``message`` and ``hint`` and exits non-zero.
     │   ├── IndexMissingError  no index yet: run `rag ingest`
     │   └── IndexMismatchError built with another embedding model or chunker
     ├── PromptError            a prompt template is missing or lacks a variable
+    ├── RemoteError            a rag server called over HTTP answered with an error
     └── LLMError               the language model backend failed
         ├── LLMUnavailableError   backend not reachable / not installed
         ├── ModelNotFoundError    backend up, model missing (`ollama pull`)
@@ -87,3 +88,16 @@ class LLMTimeoutError(LLMError):
 
 class LLMStreamError(LLMError):
     code = "llm_stream_error"
+
+
+class RemoteError(RagError):
+    """A rag server called over HTTP answered with an error (its code, message and hint)."""
+
+    code = "remote_error"
+
+    def __init__(
+        self, message: str, hint: str = "", http_status: int | None = None, remote_code: str = ""
+    ) -> None:
+        super().__init__(message, hint)
+        self.http_status = http_status
+        self.remote_code = remote_code

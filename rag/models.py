@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 to the second (timestamps in the manifest and job records)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def line_anchor(
@@ -143,6 +149,11 @@ class Answer(BaseModel):
     answer: str
     citations: list[Citation] = Field(default_factory=list)
     abstained: bool = False
+    query: str | None = Field(
+        None,
+        description="The standalone question that was answered, when a follow-up was "
+        "rewritten from the conversation (null: the question itself).",
+    )
     confidence: float = Field(
         0.0, ge=0.0, le=1.0, description="How sure rag is that the answer is in the documents."
     )

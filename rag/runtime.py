@@ -15,17 +15,18 @@ import time
 from functools import cached_property
 
 from rag.adapters.embedder import Embedder
+from rag.adapters.generations import GenerationStores
 from rag.adapters.lexical import LexicalIndex
 from rag.adapters.llm.select import Choice, make_backend
 from rag.adapters.lock import IndexLock, IndexLockedError
+from rag.adapters.manifest import LEGACY_FILE, Generation, Manifest, ManifestDB
 from rag.adapters.store import ChromaStore, IndexInfo
+from rag.answering.answer import AnswerService
+from rag.answering.retrieval import Retriever
 from rag.config import Settings
 from rag.errors import IndexMismatchError, IndexMissingError, RagError
-from rag.services.answer import AnswerService
-from rag.services.chunker import CHUNKER_VERSION, Chunker
-from rag.services.ingest import GenerationStores, IngestService, Progress
-from rag.services.manifest import LEGACY_FILE, Generation, Manifest, ManifestDB
-from rag.services.retrieval import Retriever
+from rag.indexing.chunker import CHUNKER_VERSION, Chunker
+from rag.indexing.ingest import IngestService, Progress
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,11 @@ from typing import Any
 
 
 def check(index_dir: Path, corpus_dir: Path) -> dict[str, Any]:
+    from rag.adapters.generations import GenerationStores
+    from rag.adapters.manifest import ManifestDB
     from rag.adapters.store import IndexInfo
     from rag.config import Settings
-    from rag.services.ingest import GenerationStores, IngestService
-    from rag.services.manifest import ManifestDB
+    from rag.indexing.ingest import IngestService
 
     settings = Settings(index_dir=index_dir, corpus_dir=corpus_dir)
     manifest = ManifestDB(index_dir)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.models import Chunk
-from rag.services.text import STOPWORDS
+from rag.text import STOPWORDS
 
 if TYPE_CHECKING:
     import numpy as np

@@ -1,7 +1,8 @@
 """The ``onnx-int8`` embedding backend: a sentence-transformers model exported once to ONNX,
 its attention and layer norms fused by onnxruntime's transformer optimizer and its weights
-quantized to int8 (per channel), cached under the models folder; run by onnxruntime and
-``tokenizers`` alone (no torch, transformers or sentence-transformers at run time).
+quantized to int8 (per channel, in a 7-bit range so that every x86 CPU computes the same
+integers), cached under the models folder; run by onnxruntime and ``tokenizers`` alone (no
+torch, transformers or sentence-transformers at run time).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INT8_RECIPE = "v2"  # bump when the export or quantization changes: the cache key includes it
+INT8_RECIPE = "v3"  # bump when the export or quantization changes: the cache key includes it
 
 META_FILE = "embedder.json"  # beside model.onnx: what running it needs without the torch model
 
@@ -355,10 +356,16 @@ def _quantized_onnx(model: Any, target: str, work: Path, out: Path) -> None:
         )
         source = work / "fused.onnx"
         fused.save_model_to_file(str(source))
+    # 7-bit weights (reduce_range): on AVX2 CPUs without VNNI, onnxruntime's u8 x s8 kernels
+    # add each pair of products in 16 bits with saturation (255 * 127 * 2 > 32767), while VNNI
+    # CPUs add them exactly, so 8-bit weights give slightly different vectors per machine.
+    # With |w| <= 64 a pair stays within 255 * 64 * 2 = 32640: exact everywhere
+    # (tests/test_int8_exact.py checks every weight and every integer product).
     quantize_dynamic(
         str(source),
         str(out),
         per_channel=True,
+        reduce_range=True,
         weight_type=QuantType.QInt8,
         extra_options={"DefaultTensorType": 1},  # onnx.TensorProto.FLOAT: fused ops' outputs
     )

@@ -1,2 +1,3 @@
-"""Answering: from a question to retrieved passages, a chosen answer with cited lines, or an
-abstention (the reader that scores candidates and answerability lives in ``reader``)."""
+"""The read side: retrieval, the sentences of retrieved passages, the reader that scores them
+(``reader``: which sentence and line answer, and whether anything does), answers with verified
+citations, and conversation.  Never imports rag.indexing."""

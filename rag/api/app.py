@@ -20,6 +20,9 @@ from rag import __version__
 from rag.api import errors
 from rag.api.asking import Asker
 from rag.api.deps import Services
+from rag.api.documents import DocumentService
+from rag.api.jobs.manager import JobManager
+from rag.api.jobs.store import JobStore
 from rag.api.limits import Gates
 from rag.api.metrics import Metrics
 from rag.api.middleware import (
@@ -29,15 +32,13 @@ from rag.api.middleware import (
     MetricsMiddleware,
     TrustedHostMiddleware,
 )
-from rag.api.readiness import LLMProbe
+from rag.api.paths import PathPolicy
+from rag.api.probe import LLMProbe
 from rag.api.routes import router
+from rag.api.routes.page import PAGE_ROUTES
 from rag.config import Settings
 from rag.errors import RagError
 from rag.runtime import Runtime
-from rag.services.documents import DocumentService
-from rag.services.jobs import JobManager
-from rag.services.jobstore import JobStore
-from rag.services.paths import PathPolicy
 
 log = logging.getLogger(__name__)
 LEGACY_ROUTES = ["/ask", "/health"]  # kept from before /v1, not in the schema
@@ -49,8 +50,12 @@ DESCRIPTION = """Question answering over your own files; every answer cites file
 * `POST /v1/ingest` starts an ingest job (paths inside the allowed roots, or uploaded files);
   `GET /v1/ingest/{job}` reports its progress. Jobs run one at a time; a few may wait, more
   are refused with 429.
-* `GET /v1/documents`, `DELETE /v1/documents/{path}`.
+* `GET /v1/documents`, `DELETE /v1/documents/{path}`; `GET /v1/lines` (a document's
+  numbered lines around a citation).
+* `GET /` is a web page over this API (ask, read citations, manage documents).
 * `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus).
+* OpenAI-compatible: `POST /v1/chat/completions` (the last user message is the question;
+  citations in the extra field `rag`) and `GET /v1/models`; errors there in OpenAI's shape.
 
 Errors are `{"error": {"code", "message", "hint"}}`. When the server has an API key, send it
 as `Authorization: Bearer KEY` or `X-API-Key: KEY` (all routes but /healthz and the docs).
@@ -192,7 +197,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
 
     def templates() -> list[str]:  # route templates, for the metrics' route label
-        return sorted(app.openapi().get("paths", {}), key=len, reverse=True) + LEGACY_ROUTES
+        paths = sorted(app.openapi().get("paths", {}), key=len, reverse=True)
+        return paths + LEGACY_ROUTES + PAGE_ROUTES
 
     for layer in reversed(_middleware(settings, metrics, templates)):  # first: outermost
         app.add_middleware(layer.cls, *layer.args, **layer.kwargs)

@@ -25,13 +25,15 @@ import anyio.to_thread
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive
 
+from rag.adapters.llm.base import LLM
+from rag.answering.answer import MAX_QUESTION_CHARS, AnswerService
+from rag.answering.conversation import Conversation, Rewrite, history_turn
 from rag.api.errors import DeadlineExceededError
 from rag.api.limits import Gates
 from rag.api.metrics import Metrics
 from rag.api.schemas import AskRequest
 from rag.errors import RagError
 from rag.models import Answer
-from rag.services.answer import AnswerService
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,22 @@ class AskRun:
             self._get = None
 
 
+def standalone(body: AskRequest, llm: LLM | None, service: AnswerService) -> Rewrite | None:
+    """A follow-up rewritten from ``body.history`` as `rag chat` does; None if unchanged."""
+    if not body.history:
+        return None
+    turns = [history_turn(t.question, t.answer, t.query) for t in body.history]
+    rewrite = Conversation(turns).rewrite(body.question, llm, service.prompts_dir)
+    if not rewrite.changed or len(rewrite.query) > MAX_QUESTION_CHARS:
+        return None
+    return rewrite
+
+
+def rewritten_note(rewrite: Rewrite) -> str:
+    note = f"follow-up rewritten ({rewrite.method}): {rewrite.query}"
+    return f"{note}; {rewrite.note}" if rewrite.note else note
+
+
 class Asker:
     def __init__(self, gates: Gates, metrics: Metrics, workers: int) -> None:
         self.gates = gates
@@ -148,13 +166,17 @@ class Asker:
             try:
                 if run.stopped:  # abandoned while it waited for a worker thread
                     return
+                rewrite = standalone(body, choice.llm, service)
                 answer = service.ask(
-                    body.question,
+                    body.question if rewrite is None else rewrite.query,
                     top_k=body.top_k,
                     backend=body.backend,
                     on_token=run.on_token,
                     paths=body.paths,
                 )
+                if rewrite is not None:
+                    answer.question, answer.query = rewrite.question, rewrite.query
+                    answer.notes.insert(0, rewritten_note(rewrite))
                 answer.index_version = index_version
                 self.observe(answer)
                 run.emit(("answer", answer))

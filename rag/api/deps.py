@@ -8,19 +8,19 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
+from rag.answering.answer import AnswerService
+from rag.api.documents import DocumentService
+from rag.api.jobs.manager import JobManager
+from rag.api.paths import PathPolicy
 from rag.config import Settings
 from rag.runtime import Runtime
-from rag.services.answer import AnswerService
-from rag.services.documents import DocumentService
-from rag.services.jobs import JobManager
-from rag.services.paths import PathPolicy
 
 OPEN_WAIT = 2.0  # seconds a request waits for a running ingest job before opening the index
 
 if TYPE_CHECKING:
     from rag.api.asking import Asker
     from rag.api.metrics import Metrics
-    from rag.api.readiness import LLMProbe
+    from rag.api.probe import LLMProbe
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """One place where exceptions become HTTP responses: JSON {"error": {code, message, hint}}.
 
 Never a stack trace, never the request body or a secret: validation errors name the field
-and the rule, not the value.  Overload errors carry ``Retry-After``.
+and the rule, not the value.  Overload errors carry ``Retry-After``.  Routes of the OpenAI
+protocol (``OPENAI_PREFIXES``) get the same status codes in OpenAI's shape:
+{"error": {message, type, code, param, hint}}.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rag.api.documents import DocumentNotFoundError
+from rag.api.jobs.manager import IndexBusyError, JobNotFoundError, JobQueueFullError
+from rag.api.paths import PathNotAllowedError, PathNotFoundError, UploadTooLargeError
 from rag.errors import (
     ConfigError,
     IndexMismatchError,
@@ -26,9 +31,6 @@ from rag.errors import (
     ModelNotFoundError,
     RagError,
 )
-from rag.services.documents import DocumentNotFoundError
-from rag.services.jobs import IndexBusyError, JobNotFoundError, JobQueueFullError
-from rag.services.paths import PathNotAllowedError, PathNotFoundError, UploadTooLargeError
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,18 @@ class DeadlineExceededError(RagError):
     code = "deadline_exceeded"
 
 
+class UnknownModelError(RagError):
+    """A model name the OpenAI-compatible routes do not serve."""
+
+    code = "model_not_found"
+
+
+class UnsupportedParameterError(InputError):
+    """An OpenAI request parameter rag cannot honour (tools, n > 1, logprobs...)."""
+
+    code = "unsupported_parameter"
+
+
 class OverloadedError(RagError):
     """Too much work already: 429 (refused at once) or 503 (waited, gave up)."""
 
@@ -74,6 +88,7 @@ STATUS: list[tuple[type[RagError], int]] = [
     (PathNotAllowedError, 403),
     (DocumentNotFoundError, 404),
     (JobNotFoundError, 404),
+    (UnknownModelError, 404),
     (PathNotFoundError, 404),
     (RequestTimeoutError, 408),
     (IndexMismatchError, 409),
@@ -108,16 +123,57 @@ def error_body(code: str, message: str, hint: str = "") -> dict[str, dict[str, s
     return {"error": {"code": code, "message": message, "hint": hint}}
 
 
-def error_response(exc: RagError) -> JSONResponse:
+# -- the OpenAI protocol's shape ----------------------------------------------------------
+OPENAI_PREFIXES = ("/v1/chat/", "/v1/models")
+OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def is_openai(path: str) -> bool:
+    return path.startswith(OPENAI_PREFIXES)
+
+
+def openai_body(status: int, code: str, message: str, hint: str = "") -> dict[str, Any]:
+    kind = OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "code": code, "param": None, "hint": hint}}
+
+
+def openai_error_data(exc: BaseException) -> dict[str, Any]:
+    """The OpenAI-shaped error of a failure inside a stream (no status line to set)."""
+    if isinstance(exc, RagError):
+        return openai_body(status_for(exc), exc.code, exc.message, exc.hint)
+    log.error("answer failed: %s", exc.__class__.__name__, exc_info=exc)
+    return openai_body(500, "internal_error", "the server failed to answer", "see the server log")
+
+
+def shaped(
+    path: str, status: int, code: str, message: str, hint: str = "", **kwargs: Any
+) -> JSONResponse:
+    """A JSON error response in the shape the route's protocol expects."""
+    if is_openai(path):
+        body: dict[str, Any] = openai_body(status, code, message, hint)
+    else:
+        body = error_body(code, message, hint)
+    return JSONResponse(body, status, **kwargs)
+
+
+def error_response(exc: RagError, path: str = "") -> JSONResponse:
     headers: dict[str, str] = {}
     retry_after = getattr(exc, "retry_after", None)
     if isinstance(retry_after, int):
         headers["Retry-After"] = str(max(1, retry_after))
     if isinstance(exc, UnauthorizedError):
         headers["WWW-Authenticate"] = 'Bearer realm="rag"'
-    return JSONResponse(
-        error_body(exc.code, exc.message, exc.hint), status_for(exc), headers=headers or None
-    )
+    return shaped(path, status_for(exc), exc.code, exc.message, exc.hint, headers=headers or None)
 
 
 def _where(loc: Any) -> str:
@@ -125,46 +181,48 @@ def _where(loc: Any) -> str:
     return ".".join(parts) or "body"
 
 
-def validation_response(exc: RequestValidationError) -> JSONResponse:
+def validation_response(exc: RequestValidationError, path: str = "") -> JSONResponse:
     errors = exc.errors()
     if any(err.get("type") == "json_invalid" for err in errors):
-        return JSONResponse(
-            error_body(
-                "bad_request",
-                "the request body is not valid JSON",
-                "send a JSON object with Content-Type: application/json",
-            ),
+        return shaped(
+            path,
             400,
+            "bad_request",
+            "the request body is not valid JSON",
+            "send a JSON object with Content-Type: application/json",
         )
     problems = "; ".join(f"{_where(err['loc'])}: {err['msg']}" for err in errors[:10])
-    return JSONResponse(
-        error_body("validation_error", problems, "see /docs for the request schema"), 422
-    )
+    return shaped(path, 422, "validation_error", problems, "see /docs for the request schema")
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(RagError)
-    async def rag_error(_: Request, exc: RagError) -> JSONResponse:
-        return error_response(exc)
+    async def rag_error(request: Request, exc: RagError) -> JSONResponse:
+        return error_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return validation_response(exc)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return validation_response(exc, request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            error_body(f"http_{exc.status_code}", str(exc.detail)),
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return shaped(
+            request.url.path,
             exc.status_code,
+            f"http_{exc.status_code}",
+            str(exc.detail),
             headers=exc.headers,
         )
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error: %s", exc.__class__.__name__, exc_info=exc)
-        return JSONResponse(
-            error_body("internal_error", "the server failed to answer", "see the server log"),
+        return shaped(
+            request.url.path,
             500,
+            "internal_error",
+            "the server failed to answer",
+            "see the server log",
         )
 
 
@@ -251,6 +309,29 @@ RETRY_AFTER = {
     }
 }
 COMMON = (400, 401, 408, 413, 415, 422, 500)
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str = Field(description="What went wrong, in one line.")
+    type: str = Field(description="OpenAI's error type: invalid_request_error, server_error...")
+    code: str = Field(description="rag's stable code: e.g. llm_unavailable.")
+    param: str | None = None
+    hint: str = Field(description="How to fix it (may be empty).")
+
+
+class OpenAIErrorBody(BaseModel):
+    error: OpenAIErrorDetail
+
+
+def openai_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses`` of the OpenAI-compatible routes: the same statuses, OpenAI's shape."""
+    out = responses(*statuses)
+    for status, entry in out.items():
+        _, code, message, hint = _EXAMPLES[int(status)]
+        entry["model"] = OpenAIErrorBody
+        example = openai_body(int(status), code, message, hint)
+        entry["content"]["application/json"] = {"example": example}
+    return out
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -25,7 +25,14 @@ from rag.api.errors import (
 from rag.api.metrics import Metrics
 from rag.errors import RagError
 
-PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/"}
+)
+PUBLIC_PREFIXES = ("/static/",)  # the web page's own files: no data, and it asks for the key
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -36,7 +43,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 async def _refuse(exc: RagError, scope: Scope, receive: Receive, send: Send) -> None:
-    await error_response(exc)(scope, receive, send)
+    await error_response(exc, scope.get("path", ""))(scope, receive, send)
 
 
 def template_pattern(template: str) -> re.Pattern[str]:
@@ -159,7 +166,7 @@ class ApiKeyMiddleware:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS:
+        if scope["type"] == "http" and not is_public(scope["path"]):
             given = self.given(scope)
             if given is None or not hmac.compare_digest(_digest(given), self._key):
                 exc = UnauthorizedError(

@@ -6,11 +6,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
+from rag.api.documents import DocumentInfo
+from rag.api.jobs.records import JobStatus
 from rag.config import Backend
 from rag.errors import RagError
 from rag.models import Source
-from rag.services.documents import DocumentInfo
-from rag.services.jobs import JobStatus
 
 
 def _number_not_text(value: Any) -> Any:
@@ -33,6 +33,26 @@ PathText = Annotated[str, Field(min_length=1, max_length=4096, pattern=NO_NUL)]
 PUTIN = "When did Putin last visit North Korea before this trip?"
 
 
+class HistoryTurn(BaseModel):
+    """An earlier turn of the conversation a follow-up question leans on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: Annotated[str, Field(min_length=1, max_length=2000, pattern=NOT_BLANK)]
+    query: Annotated[
+        str | None,
+        Field(
+            max_length=4000,
+            description="The standalone question that turn was answered as (its answer's "
+            "`query`); default: the question.",
+        ),
+    ] = None
+    answer: Annotated[
+        str,
+        Field(max_length=8000, description='Its answer ("" when rag abstained).'),
+    ] = ""
+
+
 class AskRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -40,6 +60,12 @@ class AskRequest(BaseModel):
             "examples": [
                 {"question": PUTIN, "top_k": 5},
                 {"question": PUTIN, "paths": ["004_"], "backend": "extractive", "stream": True},
+                {
+                    "question": "What did he say about it?",
+                    "history": [
+                        {"question": PUTIN, "answer": "In July 2000. [1]"},
+                    ],
+                },
             ]
         },
     )
@@ -56,6 +82,15 @@ class AskRequest(BaseModel):
         description="Server-Sent Events (token..., citations, done; or error). Default: "
         "whether the Accept header asks for text/event-stream.",
     )
+    history: Annotated[
+        list[HistoryTurn] | None,
+        Field(
+            max_length=20,
+            description="The conversation so far, oldest first: a follow-up question "
+            '("When did he last visit?") is rewritten into a standalone one from it, as '
+            "`rag chat` does; the answer's `query` says what was answered.",
+        ),
+    ] = None
 
 
 class SearchRequest(BaseModel):

@@ -27,6 +27,12 @@ from rich.live import Live
 from rich.spinner import Spinner
 from rich.text import Text
 
+from rag.answering.conversation import (
+    ChatAnswer,
+    ChatService,
+    Rewrite,
+    resolve_paths,
+)
 from rag.cli.context import read_context
 from rag.cli.render import (
     answer_view,
@@ -41,16 +47,10 @@ from rag.cli.render import (
 )
 from rag.config import BACKENDS, Settings
 from rag.errors import InputError, LLMError, RagError
-from rag.services.conversation import (
-    ChatAnswer,
-    ChatService,
-    Rewrite,
-    resolve_paths,
-)
 
 if TYPE_CHECKING:
+    from rag.answering.answer import AnswerService
     from rag.runtime import Runtime
-    from rag.services.answer import AnswerService
 
 PROMPT = "rag> "
 COMMANDS = {
@@ -153,7 +153,7 @@ class Chat:
 
     def _answer_service(self) -> AnswerService:
         from rag.adapters.llm.select import Choice
-        from rag.services.answer import AnswerService
+        from rag.answering.answer import AnswerService
 
         runtime = self.runtime
         try:

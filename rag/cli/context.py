@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rag.adapters.manifest import Manifest
 from rag.config import Settings
 from rag.models import Citation
-from rag.services.manifest import Manifest
 
 CONTEXT_LINES = 3  # shown before and after the cited lines
 
@@ -24,7 +24,7 @@ def source_file(settings: Settings, path: str) -> Path | None:
 def file_lines(path: Path, max_bytes: int = 64 * 2**20) -> list[str]:
     """The file's lines as rag numbers them (its text as ingest extracts it, per format):
     only \\n ends a line, a \\r before it is dropped."""
-    from rag.services.formats import FormatError, parse
+    from rag.indexing.formats import FormatError, parse
 
     try:
         text = parse(path.suffix.lower(), path.read_bytes(), max_bytes).text

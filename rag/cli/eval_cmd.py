@@ -46,7 +46,7 @@ def eval_command(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from rag.evaluation.gate import baseline_payload, compare, load_baseline
+    from rag.evaluation.gate import baseline_payload, compare, dump_baseline, load_baseline
     from rag.evaluation.report import write_outputs
     from rag.evaluation.runner import EvalConfig, run_eval, summarize
 
@@ -69,7 +69,8 @@ def eval_command(
         run = run_eval(settings, config, progress)
     summary = summarize(run.rows)
     meta = {**run.meta, "interrupted": run.interrupted}
-    gate = compare(before, summary["metrics"], run.rows) if before else None
+    threshold = run.meta.get("abstain_below")
+    gate = compare(before, summary["metrics"], run.rows, threshold) if before else None
     folder = out or Path("eval/runs") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     write_outputs(folder, meta, summary, run.rows, before, gate)
     typer.echo(json.dumps(summary["metrics"], indent=2))
@@ -77,7 +78,7 @@ def eval_command(
     if update_baseline and not run.interrupted:
         target = baseline or DEFAULT_BASELINE
         target.write_text(
-            json.dumps(baseline_payload(meta, summary, run.rows), indent=2) + "\n",
+            dump_baseline(baseline_payload(meta, summary, run.rows)),
             encoding="utf-8",
         )
         typer.echo(f"baseline written: {target}", err=True)
@@ -96,4 +97,10 @@ def eval_command(
         raise typer.Exit(1)
     if gate:
         typer.echo("regression gate passed", err=True)
+    if gate and gate.borderline:
+        typer.echo(
+            f"  at the abstention threshold (counted as in the baseline): "
+            f"{', '.join(gate.borderline)}",
+            err=True,
+        )
     sys.stdout.flush()

@@ -98,8 +98,8 @@ def ingest(
     settings, _ = _settings(llm_backend=backend, index_dir=index, corpus_dir=corpus)
     from rag.adapters.lock import IndexLockedError
     from rag.cli.progress import BarProgress
+    from rag.indexing.loader import check_paths
     from rag.runtime import Runtime
-    from rag.services.loader import check_paths
 
     check_paths(paths or [settings.corpus_dir])
     runtime = Runtime(settings)
@@ -140,7 +140,7 @@ def _print_report(report: Any) -> None:
 
 def _watch(runtime: Any, roots: list[Path]) -> None:
     from rag.cli.progress import LineProgress
-    from rag.services.watch import watch
+    from rag.indexing.watch import watch
 
     settings = runtime.settings
     with runtime.writer_lock("rag ingest --watch"):
@@ -171,8 +171,8 @@ def status(
 ) -> None:
     """What the index holds (documents, chunks, size, model) and anything out of sync."""
     settings, _ = _settings(index_dir=index, corpus_dir=corpus)
+    from rag.indexing.status import index_status
     from rag.runtime import Runtime
-    from rag.services.status import index_status
 
     st = index_status(Runtime(settings).ingest_service())
     if as_json:
@@ -283,6 +283,19 @@ def chat(
         raise typer.Exit(code)
 
 
+def _serve_announcing(config: Any, page: str) -> None:
+    """Run uvicorn; once it listens, the last line of its start says where the page is."""
+    import uvicorn
+
+    class AnnouncingServer(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:  # before any request is served (and logged)
+                typer.echo(f"\nopen {page} in a browser to ask your documents", err=True)
+
+    AnnouncingServer(config).run()
+
+
 @app.command()
 @friendly
 def serve(
@@ -328,14 +341,15 @@ def serve(
         api: Any = None  # each worker process builds its own app from RAG_* variables
     else:
         api = create_app(settings)
-    typer.echo(f"rag is serving on {url}  (API docs: {url}/docs)", err=True)
+    typer.echo(f"rag is serving on {url}  (the page: {url}/  API docs: {url}/docs)", err=True)
     auth = ' -H "Authorization: Bearer $RAG_API_KEY"' if settings.api_key else ""
     typer.echo(
         f"try:  curl -s {url}/v1/ask -H 'Content-Type: application/json'{auth} -d '{example}'",
         err=True,
     )
     if api is not None:
-        uvicorn.run(api, host=settings.host, port=settings.port, log_level="info")
+        config = uvicorn.Config(api, host=settings.host, port=settings.port, log_level="info")
+        _serve_announcing(config, f"{url}/")
         return
     # Worker processes read their settings from the environment: pass the flags on.
     for name, value in overrides.items():

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from rag.errors import LLMError, RagError
 from rag.models import Answer, Citation
-from rag.services.text import content_words
+from rag.text import content_words
 
 # Whole escape sequences first (so "ESC [ 2 J" leaves one mark, not "[2J"), then any other
 # C0/C1 control character except tab and newline.

@@ -24,8 +24,8 @@ def train_command(
 ) -> None:
     """Train the reader (sentence scores, cited lines, answerability) and write its model."""
     from rag.answering.reader.model import MODEL_DIR
-    from rag.answering.reader.train import train
     from rag.errors import InputError
+    from rag.evaluation.reader_training import train
 
     if not (data / "golden.jsonl").is_file() or not (data / "corpus").is_dir():
         raise InputError(

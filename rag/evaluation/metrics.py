@@ -19,6 +19,7 @@ import string
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "CitationScore",
@@ -371,3 +372,26 @@ def percentile(values: list[float], q: float) -> float:
     diff = b - a
     # numpy's _lerp: interpolate from the nearer end, for exactness at t == 1.
     return b - diff * (1 - t) if t >= 0.5 else a + diff * t
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def summary_metrics(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Every aggregate metric over per-question rows (as ``rag eval`` writes them), rounded
+    to four places: retrieval ranks, citations, answers, abstention, AUROC, accuracy."""
+    answerable = [r for r in rows if r["answerable"]]
+    ranks = [r["hit_rank"] for r in answerable]
+    metrics: dict[str, float | None] = {f"recall@{k}": recall_at_k(ranks, k) for k in (1, 3, 5, 10)}
+    metrics["mrr"] = mrr(ranks)
+    metrics.update(aggregate_citations([CitationScore(**r["citation"]) for r in answerable]))
+    for key in ("exact_match", "f1", "contains"):
+        metrics[key] = sum(r[key] for r in answerable) / len(answerable) if answerable else 0.0
+    metrics.update(
+        abstention_scores([r["abstained"] for r in rows], [r["answerable"] for r in rows])
+    )
+    metrics["abstention_auroc"] = auroc(
+        [r["confidence"] for r in rows], [r["answerable"] for r in rows]
+    )
+    metrics["accuracy"] = sum(r["correct"] for r in rows) / len(rows) if rows else 0.0
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}

@@ -80,6 +80,11 @@ def _markdown(
             )
         if gate.flipped:
             lines.append(f"- right before, wrong now: {', '.join(gate.flipped)}")
+        if gate.borderline:
+            lines.append(
+                f"- at the abstention threshold, counted as in the baseline: "
+                f"{', '.join(gate.borderline)}"
+            )
         lines.append("")
     lines += ["| metric | value | baseline | change |", "| --- | --- | --- | --- |"]
     for name, value, base in _metric_rows(summary, before):
@@ -168,9 +173,15 @@ def _html(
             if gate.flipped
             else ""
         )
+        border = (
+            f"<li>at the abstention threshold, counted as in the baseline: "
+            f"{esc(', '.join(gate.borderline))}</li>"
+            if gate.borderline
+            else ""
+        )
         verdict = (
             f'<p style="color:{color};font-weight:bold">Regression gate {text}</p>'
-            f"<ul>{details}{flipped}</ul>"
+            f"<ul>{details}{flipped}{border}</ul>"
         )
     worst_rows = "".join(
         f"<tr><td>{esc(r['id'])}</td><td>{esc(r['question'])}</td>"

@@ -95,22 +95,7 @@ def _correct(q: GoldenQuestion, abstained: bool, text: str, cite: m.CitationScor
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Aggregate metrics (deterministic) and latency (not) over per-question rows."""
     answerable = [r for r in rows if r["answerable"]]
-    ranks = [r["hit_rank"] for r in answerable]
-    metrics: dict[str, float | None] = {
-        f"recall@{k}": m.recall_at_k(ranks, k) for k in (1, 3, 5, 10)
-    }
-    metrics["mrr"] = m.mrr(ranks)
-    metrics.update(m.aggregate_citations([m.CitationScore(**r["citation"]) for r in answerable]))
-    for key in ("exact_match", "f1", "contains"):
-        metrics[key] = sum(r[key] for r in answerable) / len(answerable) if answerable else 0.0
-    metrics.update(
-        m.abstention_scores([r["abstained"] for r in rows], [r["answerable"] for r in rows])
-    )
-    metrics["abstention_auroc"] = m.auroc(
-        [r["confidence"] for r in rows], [r["answerable"] for r in rows]
-    )
-    metrics["accuracy"] = sum(r["correct"] for r in rows) / len(rows) if rows else 0.0
-    metrics = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}
+    metrics = m.summary_metrics(rows)
     latency = {
         stage: {
             "p50": round(m.percentile([r["latency_ms"][stage] for r in rows], 50), 1),
@@ -200,6 +185,7 @@ def run_eval(
             "corpus_sha256": corpus_hash(settings.corpus_dir),
             "exact_search": True,
             "dropped": list(config.drop),
+            "abstain_below": runtime.answer_service.abstain_below,
         }
         try:
             for done, q in enumerate(questions, start=1):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rag.services.text import content_words, normalize_word
+from rag.text import content_words, normalize_word
 
 KINDS = ("time", "number", "person", "place", "entity", "other")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.answering.reader.analysis import KINDS, Question, focus_span, holds_asked
-from rag.services.text import STOPWORDS, content_words
+from rag.text import STOPWORDS, content_words
 
 NOVEL_BELOW = 0.6  # a candidate token whose best match in the question is below this is new
 IDF_FLOOR = 0.5

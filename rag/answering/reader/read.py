@@ -21,8 +21,8 @@ from rag.answering.reader.features import (
     sentence_features,
 )
 from rag.answering.reader.model import MODEL_DIR, ReaderModel, load_model
-from rag.services.sentence_vectors import Memo
-from rag.services.text import content_words
+from rag.answering.sentence_vectors import Memo
+from rag.text import content_words
 
 STATES_CACHE = 2_000  # sentences whose token states are kept (~40 KB each)
 REFINE = 12  # best first-pass sentences read again with their token states (CV: 8 -> 12, answer

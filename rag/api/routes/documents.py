@@ -15,13 +15,14 @@ from starlette.datastructures import UploadFile
 
 from rag.api.asking import in_thread
 from rag.api.deps import DeadlineDep, Services, ServicesDep, SettingsDep
+from rag.api.documents import DeletedDocument
 from rag.api.errors import UnsupportedMediaTypeError, responses
+from rag.api.jobs.records import JobStatus
+from rag.api.lines import MAX_RADIUS, DocumentLines, document_lines
+from rag.api.paths import UPLOADS
 from rag.api.schemas import DOC_PATH, JOB_ID, DocumentList, IngestAccepted, IngestPaths, Prefix
 from rag.errors import IndexMissingError
 from rag.runtime import Runtime
-from rag.services.documents import DeletedDocument
-from rag.services.jobs import JobStatus
-from rag.services.paths import UPLOADS
 
 router = APIRouter(tags=["documents"])
 
@@ -183,3 +184,44 @@ async def delete_document(
     return await in_thread(
         deadline.at, settings.request_timeout, services.documents.delete, path, wait
     )
+
+
+@router.get(
+    "/v1/lines",
+    response_model=DocumentLines,
+    responses=responses(403, 404, 504),
+    summary="A document's lines with their numbers: a range with context (citations' lines)",
+)
+async def lines(
+    path: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=4096,
+            pattern=DOC_PATH,
+            description="The document as citations name it (relative to the corpus folder).",
+        ),
+    ],
+    start: Annotated[int, Query(ge=1, description="First line (a citation's start_line).")],
+    services: ServicesDep,
+    settings: SettingsDep,
+    deadline: DeadlineDep,
+    end: Annotated[
+        int | None, Query(ge=1, description="Last line (a citation's end_line); default: start.")
+    ] = None,
+    radius: Annotated[
+        int, Query(ge=0, le=MAX_RADIUS, description="Lines of context on each side.")
+    ] = 0,
+) -> DocumentLines:
+    def read() -> DocumentLines:
+        return document_lines(
+            services.policy,
+            services.documents.manifest(),
+            path,
+            start,
+            end,
+            radius,
+            int(settings.max_file_mb * 2**20),
+        )
+
+    return await in_thread(deadline.at, settings.request_timeout, read)

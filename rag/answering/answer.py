@@ -1,0 +1,387 @@
+"""Answering: retrieve passages, generate (or extract), cite verified lines, or abstain."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rag.adapters.embedder import Embedder
+from rag.adapters.llm.select import Choice, make_backend
+from rag.answering.citations import (
+    Evidence,
+    cite_answer,
+    format_evidence,
+    format_evidence_lines,
+    quote,
+    support,
+)
+from rag.answering.reader.features import AskedQuestion
+from rag.answering.reader.read import REFINE, Item, Reader
+from rag.answering.retrieval import Retrieved, Retriever
+from rag.answering.sentence_vectors import SentenceVectors
+from rag.config import Settings
+from rag.errors import InputError
+from rag.models import Answer, Citation, Passage, Source, Timings
+from rag.prompts import DEFAULT_PROMPTS_DIR, load_prompt
+from rag.spans import chunk_lines
+from rag.text import content_words, overlap
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+
+ABSTAIN_TEXT = "The documents do not say: no retrieved passage answers this question."
+NOT_FOUND_MARK = "NOT IN DOCUMENTS"
+MAX_QUESTION_CHARS = 2000
+EVIDENCE_SENTENCES = 4  # sentences shown to a small model
+RERANK_POOL = 20  # passages from hybrid search that sentence scoring re-ranks
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One sentence of a retrieved passage (lines ``start_line..end_line``), scored as an
+    answer to the question by the reader; ``cite_start..cite_end``, when set, are the lines
+    of it that hold the answer (what the citation points at)."""
+
+    passage: Passage
+    start_line: int
+    end_line: int
+    text: str
+    score: float
+    similarity: float = 0.0  # cosine(question, sentence)
+    words: frozenset[str] = frozenset()
+    pool_rank: int = 0  # its passage's rank in the hybrid search
+    pool_score: float = 0.0  # its passage's fused score over the best one's
+    cite_start: int = 0
+    cite_end: int = 0
+
+    def evidence(self) -> Evidence:
+        return Evidence(
+            self.passage.chunk, self.start_line, self.end_line, self.text, self.passage.score
+        )
+
+    def item(self) -> Item:
+        return Item(self.text, self.words, self.similarity, self.pool_rank, self.pool_score)
+
+    def citation(self) -> Citation:
+        chunk = self.passage.chunk
+        start, end = (
+            (self.cite_start, self.cite_end)
+            if self.cite_start
+            else (
+                self.start_line,
+                self.end_line,
+            )
+        )
+        lines = quote(chunk, start, end)
+        return Citation(
+            path=chunk.path,
+            start_line=start,
+            end_line=end,
+            quote=lines,
+            score=self.passage.score,
+            support=round(support(self.text, lines), 4),
+            verified=True,  # the sentence is taken from these lines verbatim
+            page=chunk.page,
+            page_first_line=chunk.page_first_line,
+        )
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the reader made of the retrieved text for one question."""
+
+    found: Retrieved
+    asked: AskedQuestion
+    candidates: list[Candidate]  # best first: the refined ones, then the rest
+    confidence: float
+
+
+def _tiered(best: tuple[int, float] | None) -> tuple[int, float]:
+    """Sort key of a passage: read by the reader first, then higher score first."""
+    return (2, 0.0) if best is None else (best[0], -best[1])
+
+
+class AnswerService:
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder,
+        retriever: Retriever,
+        default: Choice,
+        prompts_dir: Path = DEFAULT_PROMPTS_DIR,
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.retriever = retriever
+        self.default = default
+        self.prompts_dir = prompts_dir
+        self._backends: dict[str, Choice] = {default.backend: default}
+        self._backend_lock = threading.Lock()
+        self.meaning = SentenceVectors(embedder, retriever.lexical)
+        self.reader = Reader(embedder, retriever.lexical)
+        self.reader.model  # noqa: B018  (checked now: a bad model file fails at start)
+
+    def backend(self, name: str | None) -> Choice:
+        """The named backend, built once (a lock: two first requests load one model)."""
+        if name is None or name == "auto":
+            return self.default
+        with self._backend_lock:
+            if name not in self._backends:
+                self._backends[name] = make_backend(self.settings, name)
+            return self._backends[name]
+
+    @property
+    def abstain_below(self) -> float:
+        """The confidence below which rag abstains: RAG_ABSTAIN_BELOW, else the reader's."""
+        chosen = self.settings.abstain_below
+        return self.reader.threshold if chosen is None else chosen
+
+    # -- retrieval and reading ---------------------------------------------
+    def retrieve(
+        self,
+        question: str,
+        top_k: int | None = None,
+        paths: Sequence[str] | None = None,
+        merge: bool = True,
+    ) -> Retrieved:
+        """The best passages: a pool from hybrid search, re-ranked by the reader."""
+        return self.read(question, top_k, paths, merge).found
+
+    def read(
+        self,
+        question: str,
+        top_k: int | None = None,
+        paths: Sequence[str] | None = None,
+        merge: bool = True,
+    ) -> Reading:
+        """Retrieve, and let the reader choose.
+
+        Every sentence of the hybrid search's pool is scored by the reader's first pass (its
+        vector in context: no model run); the REFINE best are read again with their own
+        token states.  Passages holding those come first, best reader score first, then the
+        rest by their best first-pass sentence.  The best sentence's citation narrows to the
+        line(s) that hold the answer; the confidence is the reader's answerability.
+        """
+        k = top_k or self.settings.top_k
+        rerank = self.settings.rerank
+        pool = self.retriever.search(
+            question, max(k, RERANK_POOL) if rerank else k, paths, merge=False
+        )
+        asked = self.reader.ask(question)
+        ranked = self.rank_sentences(asked, pool.vector, pool.passages)
+        top = ranked[:REFINE]
+        refined: list[Candidate] = []
+        confidence = 0.0
+        if top:
+            scores, rows, _ = self.reader.second_pass(asked, [c.item() for c in top])
+            order = sorted(
+                range(len(top)),
+                key=lambda i: (-scores[i], top[i].passage.chunk.path, top[i].start_line),
+            )
+            refined = [replace(top[i], score=float(scores[i])) for i in order]
+            words: set[str] = set()
+            for chunk in {c.passage.chunk.id: c.passage.chunk for c in top}.values():
+                for _, said in self.meaning.sentences(chunk):
+                    words |= said
+            confidence = self.reader.confidence(
+                asked,
+                [c.score for c in refined],
+                top[0].score,
+                pool.best_dense,
+                [rows[i] for i in order],
+                words,
+            )
+            refined[0] = self._narrow(asked, refined[0])
+        passages = pool.passages[:k]
+        if rerank:
+            best: dict[str, tuple[int, float]] = {}
+            for tier, group in ((0, refined), (1, ranked[REFINE:])):
+                for c in group:
+                    best.setdefault(c.passage.chunk.id, (tier, c.score))
+            chosen = sorted(
+                pool.passages,
+                key=lambda p: (*_tiered(best.get(p.chunk.id)), -p.score, p.chunk.id),
+            )[:k]
+            passages = [
+                Passage(chunk=p.chunk, score=round(best.get(p.chunk.id, (1, -99.0))[1], 6))
+                for p in chosen
+            ]
+        kept = {p.chunk.id for p in passages}
+        rest = [c for c in ranked[REFINE:] if c.passage.chunk.id in kept]
+        if merge:
+            passages = self.retriever.merge_neighbours(passages)
+        found = Retrieved(passages, pool.vector, pool.best_dense)
+        return Reading(found, asked, refined + rest, confidence)
+
+    def _narrow(self, asked: AskedQuestion, best: Candidate) -> Candidate:
+        """The candidate, its citation narrowed to the line(s) that hold the answer."""
+        lines = [
+            t for n, t in chunk_lines(best.passage.chunk) if best.start_line <= n <= best.end_line
+        ]
+        first, last = self.reader.best_lines(asked, best.text, lines)
+        return replace(best, cite_start=best.start_line + first, cite_end=best.start_line + last)
+
+    def relevant(self, question: str, found: Retrieved) -> bool:
+        """Is anything retrieved plausibly about the question?"""
+        if not found.passages or found.best_dense < self.settings.min_relevance:
+            return False
+        asked = content_words(question)
+        if not asked:
+            return True
+        return any(overlap(asked, self.meaning.words(p.chunk)) > 0 for p in found.passages)
+
+    def rank_sentences(
+        self, asked: AskedQuestion, vector: np.ndarray, passages: list[Passage]
+    ) -> list[Candidate]:
+        """Every sentence of the passages, best answer first by the reader's first pass.
+
+        A sentence's meaning is its vector in the context of its passage (pooled from the
+        passage's embedding run, stored at ingest: no model run at query time), or with the
+        torch embedder its own embedding.
+        """
+        raw = [
+            (rank, p, span, said)
+            for rank, p in enumerate(passages)
+            for span, said in self.meaning.sentences(p.chunk)
+        ]
+        if not raw:
+            return []
+        if self.meaning.pools_in_context:
+            similarity = self.meaning.in_context([p.chunk for p in passages]) @ vector
+        else:
+            similarity = self.meaning.own([span.text for _, _, span, _ in raw]) @ vector
+        top = max((p.score for p in passages), default=0.0) or 1.0
+        candidates = [
+            Candidate(
+                passage,
+                span.start_line,
+                span.end_line,
+                span.text,
+                0.0,
+                round(float(sim), 6),
+                said,
+                rank,
+                passage.score / top,
+            )
+            for (rank, passage, span, said), sim in zip(raw, similarity, strict=True)
+        ]
+        scores, _ = self.reader.first_pass(asked, [c.item() for c in candidates])
+        scored = [replace(c, score=float(s)) for c, s in zip(candidates, scores, strict=True)]
+        return sorted(scored, key=lambda c: (-c.score, c.passage.chunk.path, c.start_line))
+
+    # -- answering -----------------------------------------------------------
+    def ask(
+        self,
+        question: str,
+        top_k: int | None = None,
+        backend: str | None = None,
+        on_token: Callable[[str], None] | None = None,
+        paths: Sequence[str] | None = None,
+    ) -> Answer:
+        """Answer ``question``.  ``on_token`` sees the model's raw text as it is generated."""
+        question = question.strip()
+        if not question:
+            raise InputError("the question is empty", 'ask something, e.g. rag ask "Who ...?"')
+        if len(question) > MAX_QUESTION_CHARS:
+            raise InputError(
+                f"the question is {len(question)} characters long (limit {MAX_QUESTION_CHARS})",
+                "ask a shorter question",
+            )
+        choice = self.backend(backend)
+        started = time.perf_counter()
+        reading = self.read(question, top_k, paths)
+        found, candidates = reading.found, reading.candidates
+        passages = found.passages
+        retrieved = time.perf_counter()
+        answer = Answer(
+            question=question,
+            answer=ABSTAIN_TEXT,
+            abstained=True,
+            backend=choice.backend,
+            model=choice.model,
+            backend_reason=choice.reason,
+            sources=[Source.of(p) for p in passages],
+        )
+        answer.confidence = reading.confidence
+        threshold = self.abstain_below
+        if not candidates or not self.relevant(question, found):
+            answer.notes.append("nothing retrieved is about the question")
+        elif answer.confidence < threshold:
+            answer.notes.append(
+                f"confidence {answer.confidence:.2f} is below the threshold "
+                f"{threshold:.2f} (RAG_ABSTAIN_BELOW)"
+            )
+        else:
+            if choice.llm is None:
+                best = candidates[0]
+                answer.answer, answer.citations = f"{best.text} [1]", [best.citation()]
+                answer.abstained = False
+            else:
+                self._generate(answer, choice, passages, candidates, on_token)
+        finished = time.perf_counter()
+        answer.timings = Timings(
+            retrieval_ms=round((retrieved - started) * 1000, 1),
+            generation_ms=round((finished - retrieved) * 1000, 1),
+            total_ms=round((finished - started) * 1000, 1),
+        )
+        return answer
+
+    def _generate(
+        self,
+        answer: Answer,
+        choice: Choice,
+        passages: list[Passage],
+        candidates: list[Candidate],
+        on_token: Callable[[str], None] | None,
+    ) -> None:
+        llm = choice.llm
+        assert llm is not None
+        context = [Evidence.of_passage(p) for p in passages]
+        if llm.evidence == "sentences":
+            evidence = [c.evidence() for c in candidates[:EVIDENCE_SENTENCES]]
+            shown = format_evidence_lines(evidence)
+        else:
+            evidence = context
+            shown = format_evidence(evidence)
+        prompt = load_prompt(llm.prompt_name, self.prompts_dir).render(
+            question=answer.question, evidence=shown
+        )
+        answer.prompt_version = prompt.version
+        pieces = []
+        for piece in llm.stream(prompt, self.settings.max_tokens):
+            pieces.append(piece)
+            if on_token:
+                on_token(piece)
+        raw = "".join(pieces).strip()
+        if NOT_FOUND_MARK.lower() in raw.lower():
+            answer.notes.append("the model found no answer in the retrieved passages")
+            return
+        cited = cite_answer(
+            raw,
+            evidence,
+            context,
+            threshold=self.settings.support_threshold,
+            keep_unsupported=self.settings.unsupported == "mark",
+        )
+        if cited.dropped_sentences:
+            done = "marked [unsupported]" if self.settings.unsupported == "mark" else "removed"
+            answer.notes.append(
+                f"{cited.dropped_sentences} sentence(s) of the model's answer were not supported "
+                f"by the retrieved lines and were {done}"
+            )
+            share = cited.kept_sentences / (cited.kept_sentences + cited.dropped_sentences)
+            answer.confidence = round(answer.confidence * share, 4)
+        if cited.citations:
+            answer.answer, answer.citations = cited.text, cited.citations
+        else:
+            best = candidates[0]
+            answer.answer, answer.citations = f"{best.text} [1]", [best.citation()]
+            answer.notes.append("showing the best-matching line instead of the model's answer")
+        answer.abstained = False

@@ -1,0 +1,485 @@
+"""Ingest: files -> line-anchored chunks -> embeddings -> Chroma + keyword index, with a manifest.
+
+Keeping the index true to the files:
+
+- incremental: an unchanged file (same sha256) is skipped; a changed one is re-chunked and
+  only chunks whose content is new are embedded (chunk ids are content hashes, so a chunk
+  already stored keeps its vector); its old chunks are deleted, so no old text remains.
+- crash-safe: per file, the manifest marks it ``pending`` (with its new chunk ids) before
+  anything is written and ``complete`` after; a kill in between leaves a pending file and a
+  ``dirty`` mark, and :meth:`IngestService.recover` (run before every write) removes chunks
+  no file lists, re-syncs the keyword index, and the next ingest finishes the file.
+- generations: a change of embedding model or chunker builds a new index beside the active
+  one, which keeps answering queries until the new one is complete and switched to.
+
+Every write holds the index's writer lock (``lock``, see :mod:`rag.adapters.lock`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from rag.adapters.embedder import Embedder
+from rag.adapters.generations import GenerationStores
+from rag.adapters.manifest import (
+    FileEntry,
+    Generation,
+    ManifestDamagedError,
+    ManifestDB,
+)
+from rag.adapters.store import ChromaStore, IndexInfo
+from rag.config import Settings
+from rag.errors import EmptyCorpusError, IndexStateError
+from rag.indexing.chunker import Chunker
+from rag.indexing.loader import Document, Skipped, SourceFile, discover, read
+from rag.indexing.recovery import Recovery, builds_wanted
+from rag.models import Chunk, now
+from rag.spans import context_spans
+
+log = logging.getLogger(__name__)
+
+
+class Progress(Protocol):
+    """Where ingest reports progress (a progress bar, a job record, nothing)."""
+
+    def start(self, phase: str, total: int) -> None: ...
+    def advance(self, phase: str, n: int = 1) -> None: ...
+    def warn(self, message: str) -> None: ...
+
+
+class NoProgress:
+    def start(self, phase: str, total: int) -> None:
+        pass
+
+    def advance(self, phase: str, n: int = 1) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        log.warning("%s", message)
+
+
+@dataclass
+class IngestReport:
+    files_seen: int = 0
+    files_indexed: int = 0
+    files_unchanged: int = 0
+    files_removed: int = 0
+    chunks_written: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    chunks_deleted: int = 0
+    chunks_total: int = 0
+    generation: int = 0
+    switched: bool = False  # a new generation was built and made active
+    skipped: list[Skipped] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class _Work:
+    doc: Document
+    chunks: list[Chunk]
+    vectors: dict[str, Any]  # chunk id -> vector, filled as they are reused or embedded
+    old: FileEntry | None
+    sentences: dict[str, Any] = field(default_factory=dict)  # chunk id -> sentence vectors
+
+
+def _same_stat(entry: FileEntry | None, source: SourceFile) -> bool:
+    if entry is None or entry.status != "complete" or entry.abs_path != str(source.abs_path):
+        return False
+    try:
+        st = source.abs_path.stat()
+    except OSError:
+        return False
+    return (st.st_size, st.st_mtime) == (entry.size, entry.mtime)
+
+
+class IngestService:
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder,
+        manifest: ManifestDB,
+        stores: GenerationStores,
+        chunker: Chunker,
+        wanted: IndexInfo,
+        progress: Progress | None = None,
+        on_switch: Callable[[], None] | None = None,
+        lock: Callable[[], AbstractContextManager[object]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.manifest = manifest
+        self.stores = stores
+        self.chunker = chunker
+        self.wanted = wanted
+        self.progress = progress or NoProgress()
+        self.on_switch = on_switch or (lambda: None)
+        self.lock = lock or nullcontext
+        self.recovery = Recovery(settings, manifest, stores, wanted)
+
+    @property
+    def _max_bytes(self) -> int:
+        return int(self.settings.max_file_mb * 2**20)
+
+    def _builds_wanted(self, gen: Generation) -> bool:
+        return builds_wanted(gen, self.wanted)
+
+    # -- recovery (rag.indexing.recovery) ------------------------------------------
+    def check(self) -> list[str]:
+        """:meth:`recover` under the writer lock (at start-up)."""
+        with self.lock():
+            return self.recover()
+
+    def recover(self, rebuild: bool = False) -> list[str]:
+        """Bring manifest, Chroma and keyword index back in step after any interruption
+        (see :meth:`Recovery.recover`).  Run under the writer lock before writing."""
+        return self.recovery.recover(rebuild)
+
+    def reconcile_lexical(self, gen: Generation | None = None) -> None:
+        """Make the keyword index hold exactly the chunks Chroma holds."""
+        self.recovery.reconcile_lexical(gen)
+
+    # -- staleness -------------------------------------------------------------
+    def stale_reason(self) -> str | None:
+        """Why the index does not match the corpus folder, or None when it does."""
+        if not self.manifest.exists():
+            return "no index yet"
+        try:
+            active = self.manifest.active()
+        except ManifestDamagedError:
+            return "the manifest is damaged"
+        if active is None:
+            return "an ingest was interrupted" if self.manifest.building() else "no index yet"
+        if not self._builds_wanted(active):
+            return "the index was built with other embedding or chunking settings"
+        if self.manifest.get_meta("dirty") is not None:
+            return "an ingest was interrupted"
+        files = self.manifest.files(active.id)
+        if unfinished := [p for p, e in files.items() if e.status != "complete"]:
+            return f"{len(unfinished)} document(s) not finished, e.g. {unfinished[0]}"
+        if not files:
+            return "the index lists no documents"
+        _, lexical = self.stores(active)
+        if lexical.count() != sum(len(e.chunk_ids) for e in files.values()):
+            return "the keyword index is out of step with the vector index"
+        changes = self.changes(files)
+        return changes[0] if changes else None
+
+    def changes(self, files: dict[str, FileEntry], limit: int = 1) -> list[str]:
+        """How the corpus folder differs from ``files`` (at most ``limit`` reasons)."""
+        out: list[str] = []
+        sources = discover([self.settings.corpus_dir], self.settings.corpus_dir)
+        current = {s.rel_path: s for s in sources}
+        corpus = self.settings.corpus_dir.resolve()
+        listed = {k for k, v in files.items() if Path(v.abs_path).is_relative_to(corpus)}
+        for gone in sorted(listed - current.keys()):
+            out.append(f"removed from the corpus: {gone}")
+            if len(out) >= limit:
+                return out
+        for rel, source in current.items():
+            entry = files.get(rel)
+            if entry is None:
+                if isinstance(read(source, self._max_bytes), Document):
+                    out.append(f"new document {rel}")
+            else:
+                stat = source.abs_path.stat()
+                if stat.st_size != entry.size or stat.st_mtime != entry.mtime:
+                    doc = read(source, self._max_bytes)
+                    if not isinstance(doc, Document) or doc.sha256 != entry.sha256:
+                        out.append(f"changed document {rel}")
+            if len(out) >= limit:
+                return out
+        return out
+
+    # -- ingest ------------------------------------------------------------------
+    def ingest(
+        self,
+        paths: Sequence[Path] | None = None,
+        *,
+        rebuild: bool = False,
+        prune: bool = False,
+    ) -> IngestReport:
+        started = time.perf_counter()
+        roots = list(paths) if paths else [self.settings.corpus_dir]
+        sources = discover(roots, self.settings.corpus_dir)  # bad paths fail before any write
+        report = IngestReport(files_seen=len(sources))
+        with self.lock():
+            self._ingest(sources, roots, report, rebuild=rebuild, prune=prune)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _ingest(
+        self,
+        sources: list[SourceFile],
+        roots: list[Path],
+        report: IngestReport,
+        *,
+        rebuild: bool,
+        prune: bool,
+    ) -> None:
+        report.notes.extend(self.recover(rebuild=rebuild))
+
+        active = self.manifest.active()
+        target, new_build = self._target(active, rebuild)
+        report.generation = target.id
+        if new_build and active is not None and not rebuild:
+            sources = self._carry_over(sources, active, report)
+        existing = self.manifest.files(target.id)
+        # Unchanged by size and mtime (as rsync and git judge it): not even read again.
+        fresh = [s for s in sources if not _same_stat(existing.get(s.rel_path), s)]
+        report.files_unchanged += len(sources) - len(fresh)
+        docs = self._read_all(fresh, roots, report) if fresh else []
+
+        store, _ = self.stores(target)
+        store.open(create=True)
+        self.manifest.set_meta("dirty", str(target.id))
+        todo: list[_Work] = []
+        for doc in docs:
+            entry = existing.get(doc.source.rel_path)
+            if entry and entry.status == "complete" and entry.sha256 == doc.sha256:
+                report.files_unchanged += 1
+                where = str(doc.source.abs_path)
+                if (entry.abs_path, entry.mtime) != (where, doc.mtime):  # moved or touched
+                    entry.abs_path, entry.mtime, entry.size = where, doc.mtime, doc.size
+                    self.manifest.put_file(target.id, entry)
+                continue
+            chunks = self.chunker.chunk(doc.source.rel_path, doc.text, page_starts=doc.pages)
+            todo.append(_Work(doc, chunks, {}, entry))
+        self._embed_and_write(target, todo, active if new_build else None, report)
+        if prune:
+            self._prune(target, roots, {s.rel_path for s in sources}, report)
+        report.chunks_total = sum(len(e.chunk_ids) for e in self.manifest.files(target.id).values())
+        if new_build:
+            self.manifest.activate(target.id)
+            report.switched = True
+            self.on_switch()
+            if active is not None:
+                self.recovery.drop_generation(active)
+        self.manifest.set_meta("dirty", None)
+
+    def _target(self, active: Generation | None, rebuild: bool) -> tuple[Generation, bool]:
+        """The generation to write: the active one, or a new one built beside it."""
+        if active is not None and self._builds_wanted(active) and not rebuild:
+            return active, False
+        building = self.manifest.building()
+        if building is not None and (rebuild or not self._builds_wanted(building)):
+            self.recovery.drop_generation(building)
+            building = None
+        if building is None:
+            self._check_name_free()
+            w = self.wanted
+            building = self.manifest.new_generation(
+                w.embedding_model, w.embedding_dim, w.chunker, self.settings.collection
+            )
+            self.recovery.discard(building)  # leftovers of a lost manifest must not leak in
+        return building, True
+
+    def _check_name_free(self) -> None:
+        """On a Chroma server, refuse to build into a collection this index does not list.
+
+        A new generation drops leftovers of its collection name (a lost manifest's), which
+        is right for an embedded index but, on a server shared by several index folders,
+        could delete another index's collection of the same name.
+        """
+        if not self.settings.chroma_url:
+            return
+        gid = max((g.id for g in self.manifest.generations()), default=0) + 1
+        name = f"{self.settings.collection}-g{gid}"
+        store = ChromaStore(self.settings, self.wanted, name)
+        if store.exists():
+            raise IndexStateError(
+                f"the Chroma server at {self.settings.chroma_url} already has a collection "
+                f"{name!r} that the index at {self.settings.index_dir} does not list (another "
+                "index folder uses the same RAG_COLLECTION, or this one lost its manifest)",
+                "give each index folder its own RAG_COLLECTION; delete the collection on the "
+                "server if it is a leftover nobody uses",
+            )
+
+    def _carry_over(
+        self, sources: list[SourceFile], active: Generation, report: IngestReport
+    ) -> list[SourceFile]:
+        """A new generation holds every document of the active one, not only those named."""
+        have = {s.rel_path for s in sources}
+        for path, entry in self.manifest.files(active.id).items():
+            if path in have:
+                continue
+            abs_path = Path(entry.abs_path)
+            if abs_path.is_file():
+                sources.append(SourceFile(abs_path=abs_path, rel_path=path))
+            else:
+                report.notes.append(f"{path} is gone from disk; the new index leaves it out")
+        return sorted(sources, key=lambda s: s.rel_path)
+
+    def _read_all(
+        self, sources: list[SourceFile], roots: list[Path], report: IngestReport
+    ) -> list[Document]:
+        self.progress.start("read", len(sources))
+        docs: list[Document] = []
+        for source in sources:
+            got = read(source, self._max_bytes)
+            if isinstance(got, Skipped):
+                report.skipped.append(got)
+                self.progress.warn(f"skipped {got.path}: {got.reason}")
+            else:
+                for warning in getattr(got, "warnings", ()):
+                    self.progress.warn(f"{got.source.rel_path}: {warning}")
+                docs.append(got)
+            self.progress.advance("read")
+        if not docs and not report.files_unchanged:
+            reasons = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped[:5])
+            raise EmptyCorpusError(
+                f"no readable text in {', '.join(str(r) for r in roots)} ({reasons})",
+                "rag reads text (any common encoding), Markdown, reStructuredText, HTML, PDF, "
+                "DOCX and source code files",
+            )
+        return docs
+
+    def _embed_and_write(
+        self,
+        target: Generation,
+        todo: list[_Work],
+        previous: Generation | None,
+        report: IngestReport,
+    ) -> None:
+        """Reuse stored vectors by content hash, embed the rest in groups, write file by file."""
+        store, _ = self.stores(target)
+        ids = sorted({c.id for w in todo for c in w.chunks})
+        known = store.embeddings_for(ids) if ids else {}
+        carried: dict[str, Any] = {}  # sentence vectors of chunks carried from `previous`
+        if previous is not None and previous.embedding_model == target.embedding_model:
+            old_store, old_lexical = self.stores(previous)
+            if old_store.exists():
+                rest = [i for i in ids if i not in known]
+                reused = old_store.embeddings_for(rest) if rest else {}
+                known.update(reused)
+                carried = old_lexical.sentence_vectors(sorted(reused)) if reused else {}
+        pending: list[Chunk] = []
+        owners: dict[str, list[_Work]] = {}  # chunk id -> the files waiting for its vector
+        for work in todo:
+            for chunk in work.chunks:
+                if chunk.id in known:
+                    work.vectors[chunk.id] = known[chunk.id]
+                    if chunk.id in carried:
+                        work.sentences[chunk.id] = carried[chunk.id]
+                    report.chunks_reused += 1
+                else:
+                    pending.append(chunk)
+                    owners.setdefault(chunk.id, []).append(work)
+        self.progress.start("embed", len(pending))
+        queue = list(todo)
+        step = self.settings.ingest_group
+        for start in range(0, len(pending) or 1, step):
+            group = pending[start : start + step]
+            if group:
+                vectors, parts = self._embed(group)
+                report.chunks_embedded += len(group)
+                for i, (chunk, vector) in enumerate(zip(group, vectors, strict=True)):
+                    for work in owners[chunk.id]:
+                        work.vectors[chunk.id] = vector
+                        if parts is not None:
+                            work.sentences[chunk.id] = parts[i]
+            while queue and all(c.id in queue[0].vectors for c in queue[0].chunks):
+                self._write_file(target, queue.pop(0), report)
+
+    def _embed(self, group: list[Chunk]) -> tuple[np.ndarray, list[np.ndarray] | None]:
+        """Vectors of the chunks, and (int8 backend) of their sentences from the same runs,
+        kept for re-ranking so that a query never embeds a retrieved passage's sentences."""
+        texts = [c.embed_text for c in group]
+        batch = self.settings.embedding_batch_size
+        advance = lambda n: self.progress.advance("embed", n)  # noqa: E731
+        if getattr(self.embedder, "pools_in_context", False):
+            spans = [context_spans(c) for c in group]
+            return self.embedder.encode_in_context(texts, spans, batch, advance)
+        return self.embedder.encode(texts, batch_size=batch, on_batch=advance), None
+
+    def _write_file(self, target: Generation, work: _Work, report: IngestReport) -> None:
+        store, lexical = self.stores(target)
+        doc = work.doc
+        rel = doc.source.rel_path
+        new_ids = [c.id for c in work.chunks]
+        old_ids = set(work.old.chunk_ids) if work.old else set()
+        old_ids |= set(store.ids_for_path(rel))
+        entry = FileEntry(
+            path=rel,
+            abs_path=str(doc.source.abs_path),
+            sha256=doc.sha256,
+            size=doc.size,
+            mtime=doc.mtime,
+            chunk_ids=new_ids,
+            ingested_at=now(),
+            status="pending",
+        )
+        self.manifest.put_file(target.id, entry)  # listed as unfinished while chunks change
+        if work.chunks:
+            matrix = np.asarray([work.vectors[c.id] for c in work.chunks], dtype=np.float32)
+            store.upsert(work.chunks, matrix)
+            lexical.upsert(work.chunks, work.sentences)
+        stale = sorted(old_ids - set(new_ids))
+        store.delete(stale)
+        lexical.delete(stale)
+        self.manifest.set_status(target.id, rel, "complete")
+        report.files_indexed += 1
+        report.chunks_written += len(work.chunks)
+        report.chunks_deleted += len(stale)
+
+    def _prune(
+        self, target: Generation, roots: Sequence[Path], present: set[str], report: IngestReport
+    ) -> None:
+        """Remove documents gone from the given folders, or gone from disk altogether."""
+        resolved = [r.resolve() for r in roots]
+        for rel, entry in self.manifest.files(target.id).items():
+            where = Path(entry.abs_path)
+            inside = any(where.is_relative_to(r) for r in resolved)
+            if rel not in present and (inside or not where.exists()):
+                self._remove(target, rel, entry)
+                report.files_removed += 1
+                report.chunks_deleted += len(entry.chunk_ids)
+
+    def _remove(self, gen: Generation, path: str, entry: FileEntry) -> None:
+        """Unlist first, then delete chunks: a kill between leaves orphans, which recover()
+        removes; never a listed document with missing chunks."""
+        store, lexical = self.stores(gen)
+        ids = sorted(set(entry.chunk_ids) | set(store.ids_for_path(path)))
+        self.manifest.remove_file(gen.id, path)
+        store.delete(ids)
+        lexical.delete(ids)
+
+    def delete_document(self, path: str) -> FileEntry | None:
+        """Remove one document (``path`` as the manifest names it) and all its chunks.
+
+        Returns the removed entry, or None when the index does not list ``path``.
+        """
+        with self.lock():
+            return self._delete_document(path)
+
+    def _delete_document(self, path: str) -> FileEntry | None:
+        self.recover()
+        active = self.manifest.active()
+        if active is None:
+            return None
+        entry = self.manifest.files(active.id).get(path)
+        if entry is None:
+            return None
+        self._remove(active, path, entry)
+        building = self.manifest.building()
+        if building is not None and path in self.manifest.files(building.id):
+            self._remove(building, path, self.manifest.files(building.id)[path])
+        return entry
+
+    def index_size(self) -> int:
+        """Bytes on disk under the index folder."""
+        total = 0
+        for path in self.settings.index_dir.rglob("*"):
+            if path.is_file():
+                total += path.stat().st_size
+        return total

@@ -1,0 +1,181 @@
+"""Recovery: bring the manifest, Chroma and the keyword index back in step after an
+interruption (a kill, a torn manifest, a lost keyword index) and drop generations no one
+needs.  The ingest service runs it under the writer lock before every write; ``rag serve``
+runs it at start-up.
+
+- ``dirty`` mark (an ingest was interrupted): chunks no file lists are removed, files whose
+  chunks are missing are marked pending (the next ingest finishes them), BM25 re-synced.
+- a damaged manifest is rebuilt from the vector index that ``ACTIVE.json`` names, and every
+  file is re-verified by the next ingest; the damaged file is kept beside it.
+- retired generations, builds for settings no longer wanted, and builds killed before their
+  collection existed (nothing was written to them) are dropped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rag.adapters.manifest import (
+    LEGACY_FILE,
+    FileEntry,
+    Generation,
+    ManifestDamagedError,
+    ManifestDB,
+    read_active_file,
+)
+from rag.adapters.store import ChromaStore, IndexInfo
+from rag.config import Settings
+from rag.errors import IndexStateError
+from rag.models import now
+
+if TYPE_CHECKING:
+    from rag.adapters.generations import GenerationStores
+
+
+def builds_wanted(gen: Generation, wanted: IndexInfo) -> bool:
+    """Does ``gen`` hold (or build) the index the settings ask for?"""
+    return gen.builds(wanted.embedding_model, wanted.embedding_dim, wanted.chunker)
+
+
+class Recovery:
+    def __init__(
+        self,
+        settings: Settings,
+        manifest: ManifestDB,
+        stores: GenerationStores,
+        wanted: IndexInfo,
+    ) -> None:
+        self.settings = settings
+        self.manifest = manifest
+        self.stores = stores
+        self.wanted = wanted
+
+    def recover(self, rebuild: bool = False) -> list[str]:
+        """Bring manifest, Chroma and keyword index back in step after any interruption.
+
+        Run under the writer lock before writing.  Returns notes for the user.  ``rebuild``:
+        a damaged manifest that cannot be rebuilt is set aside instead of being an error.
+        """
+        notes: list[str] = []
+        try:
+            self.manifest.connect(create=True)
+        except ManifestDamagedError as exc:
+            try:
+                notes.append(self._rebuild_manifest(exc))
+            except IndexStateError:
+                if not rebuild:
+                    raise
+                aside = self.manifest.set_aside()
+                self.manifest.connect(create=True)
+                notes.append(f"the damaged manifest was set aside as {aside.name}")
+        legacy = self.settings.index_dir / LEGACY_FILE
+        if legacy.exists() and self.manifest.active() is None:
+            self._drop_legacy()
+            notes.append("an index made by an older version of rag was found; it is rebuilt")
+        for gen in self.manifest.generations():
+            if gen.state == "retired" or (
+                gen.state == "building"
+                and (not builds_wanted(gen, self.wanted) or not self.stores(gen)[0].exists())
+            ):
+                # a build killed before its collection was created holds nothing: start over
+                self.drop_generation(gen)
+        dirty = self.manifest.get_meta("dirty")
+        for gen in self.manifest.generations():
+            if dirty is not None:
+                fixed = self._reconcile(gen)
+                if fixed:
+                    notes.append(f"repaired an interrupted ingest: {fixed}")
+            elif gen.state == "active":
+                self.reconcile_lexical(gen)
+        if dirty is not None:
+            self.manifest.set_meta("dirty", None)
+        return notes
+
+    def _reconcile(self, gen: Generation) -> str:
+        """Remove chunks no file lists, mark files with missing chunks pending, re-sync BM25."""
+        store, lexical = self.stores(gen)
+        if not store.exists():
+            store.open(create=True)
+        files = self.manifest.files(gen.id)
+        listed = {cid for entry in files.values() for cid in entry.chunk_ids}
+        stored = store.all_ids()
+        orphans = sorted(stored - listed)
+        store.delete(orphans)
+        stored -= set(orphans)
+        unfinished = 0
+        for entry in files.values():
+            if entry.status != "pending" and not set(entry.chunk_ids) <= stored:
+                self.manifest.set_status(gen.id, entry.path, "pending")
+                unfinished += 1
+            elif entry.status == "pending":
+                unfinished += 1
+        in_lexical = lexical.ids()
+        lexical.delete(sorted(in_lexical - stored))
+        missing = sorted(stored - in_lexical)
+        lexical.upsert(store.chunks_for(missing))
+        parts = []
+        if orphans:
+            parts.append(f"{len(orphans)} unlisted chunk(s) removed")
+        if unfinished:
+            parts.append(f"{unfinished} document(s) left to finish")
+        if missing or in_lexical - stored:
+            parts.append("keyword index re-synced")
+        return ", ".join(parts)
+
+    def reconcile_lexical(self, gen: Generation | None = None) -> None:
+        """Make the keyword index hold exactly the chunks Chroma holds."""
+        gen = gen or self.manifest.active()
+        if gen is None:
+            return
+        store, lexical = self.stores(gen)
+        if not store.exists() or lexical.count() == store.count():
+            return
+        lexical.replace_all(store.all_chunks())
+
+    def _rebuild_manifest(self, exc: ManifestDamagedError) -> str:
+        active = read_active_file(self.settings.index_dir)
+        if active is None:
+            raise IndexStateError(
+                f"{exc.message}, and no record of the active index is left to rebuild it from",
+                "rebuild the index with `rag ingest --rebuild`",
+            ) from None
+        store, _ = self.stores(active)
+        if not store.exists():
+            raise IndexStateError(
+                f"{exc.message}, and the vector index it described ({store.where}) is gone",
+                "rebuild the index with `rag ingest --rebuild`",
+            ) from None
+        aside = self.manifest.set_aside()
+        self.manifest.connect(create=True)
+        self.manifest.restore_generation(active)
+        corpus = self.settings.corpus_dir.resolve()
+        by_path = store.ids_by_path()
+        for path, ids in by_path.items():
+            self.manifest.put_file(
+                active.id,
+                FileEntry(path, str(corpus / path), "", 0, 0.0, ids, now(), "recovered"),
+            )
+        self.manifest.set_meta("dirty", str(active.id))
+        return (
+            f"the manifest was damaged; rebuilt it from the vector index ({len(by_path)} "
+            f"documents, verified by the next ingest); the damaged file is kept as {aside.name}"
+        )
+
+    def drop_generation(self, gen: Generation) -> None:
+        self.discard(gen)
+        self.manifest.forget(gen.id)
+
+    def discard(self, gen: Generation) -> None:
+        """Delete a generation's Chroma collection and keyword-index files."""
+        store, _ = self.stores(gen)
+        store.drop()
+        self.stores.forget(gen)
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(self.settings.index_dir / gen.lexical) + suffix).unlink(missing_ok=True)
+
+    def _drop_legacy(self) -> None:
+        legacy = ChromaStore(self.settings, self.wanted, self.settings.collection)
+        legacy.drop()
+        for name in (LEGACY_FILE, "lexical.sqlite", "lexical.sqlite-wal", "lexical.sqlite-shm"):
+            (self.settings.index_dir / name).unlink(missing_ok=True)

@@ -1,0 +1,95 @@
+"""`rag status`: what the index holds and whether it is in step with the files."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rag.adapters.lock import describe_holder, holder_of
+from rag.adapters.manifest import ManifestDamagedError
+from rag.errors import RagError
+from rag.indexing.ingest import IngestService
+
+
+@dataclass
+class IndexStatus:
+    index_dir: str
+    exists: bool
+    generation: int | None = None
+    building: int | None = None
+    embedding_model: str = ""
+    chunker: str = ""
+    settings_match: bool = True
+    documents: int = 0
+    unfinished: int = 0
+    chunks_listed: int = 0
+    chunks_vector: int | None = None
+    chunks_keyword: int | None = None
+    size_bytes: int = 0
+    writer: str | None = None
+    out_of_sync: list[str] = field(default_factory=list)
+
+    @property
+    def in_sync(self) -> bool:
+        return self.exists and not self.out_of_sync
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"in_sync": self.in_sync}
+
+
+def index_status(service: IngestService, limit: int = 20) -> IndexStatus:
+    """Read-only: never repairs (that is the next writer's job), never blocks on a writer."""
+    settings = service.settings
+    status = IndexStatus(index_dir=str(settings.index_dir), exists=service.manifest.exists())
+    holder = holder_of(settings.index_dir)
+    status.writer = describe_holder(holder) if holder is not None else None
+    if not status.exists:
+        status.out_of_sync.append("no index yet: run `rag ingest`")
+        return status
+    status.size_bytes = service.index_size()
+    try:
+        active = service.manifest.active()
+        building = service.manifest.building()
+    except ManifestDamagedError as exc:
+        status.out_of_sync.append(f"{exc.message}; {exc.hint}")
+        return status
+    status.building = building.id if building else None
+    if building is not None:
+        status.out_of_sync.append(f"generation {building.id} is being built (or was interrupted)")
+    if active is None:
+        status.exists = False
+        status.out_of_sync.append("no complete index yet: run `rag ingest`")
+        return status
+    w = service.wanted
+    status.generation = active.id
+    status.embedding_model, status.chunker = active.embedding_model, active.chunker
+    status.settings_match = active.builds(w.embedding_model, w.embedding_dim, w.chunker)
+    if not status.settings_match:
+        status.out_of_sync.append(
+            f"built with {active.embedding_model} / {active.chunker}; the settings ask for "
+            f"{w.embedding_model} / {w.chunker} (`rag ingest` rebuilds beside it)"
+        )
+    files = service.manifest.files(active.id)
+    done = {p: e for p, e in files.items() if e.status in ("complete", "recovered")}
+    status.documents = len(done)
+    status.unfinished = len(files) - len(done)
+    status.chunks_listed = sum(len(e.chunk_ids) for e in done.values())
+    if status.unfinished:
+        status.out_of_sync.append(f"{status.unfinished} document(s) not finished")
+    if service.manifest.get_meta("dirty") is not None and status.writer is None:
+        status.out_of_sync.append("an ingest was interrupted (the next `rag ingest` repairs it)")
+    store, lexical = service.stores(active)
+    status.chunks_keyword = lexical.count()
+    if status.writer is None:  # embedded Chroma: do not open it while another process writes
+        try:
+            status.chunks_vector = store.count() if store.exists() else 0
+        except RagError:
+            status.chunks_vector = None
+    all_listed = sum(len(e.chunk_ids) for e in files.values())
+    for name, count in (("vector", status.chunks_vector), ("keyword", status.chunks_keyword)):
+        if count is not None and count != all_listed:
+            status.out_of_sync.append(
+                f"the {name} index holds {count} chunks; the manifest lists {all_listed}"
+            )
+    status.out_of_sync.extend(service.changes(files, limit=limit))
+    return status

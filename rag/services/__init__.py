@@ -1,1 +1,0 @@
-"""Services: ingest and answer.  They use adapters and return data models."""

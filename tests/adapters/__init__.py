@@ -1,0 +1,1 @@
+"""Tests of rag.adapters: the LLM backends at their wire."""

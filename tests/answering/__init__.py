@@ -1,0 +1,2 @@
+"""Tests of rag.answering and rag.spans: retrieval, sentences and answer types, answers and
+citations."""

@@ -1,0 +1,1 @@
+"""Tests of bench/: the benchmark suite end to end."""

@@ -1,0 +1,1 @@
+"""Tests of rag.cli: the rag command and the chat."""

@@ -1,0 +1,1 @@
+"""Tests of rag.evaluation and the golden questions."""

@@ -1,0 +1,1 @@
+"""Tests of rag.integrations: rag used from other frameworks (llama-index)."""
