@@ -150,6 +150,7 @@ def train(
     """Fit all four networks on ``data`` (golden.jsonl + corpus/), write them to ``out``.
     ``cache``: keep the asked questions there and reuse them (for experiments on the fit)."""
     started = time.perf_counter()
+    commit = _commit()  # the code that trains (before anything else can change it)
     if cache is not None and cache.is_file():
         with cache.open("rb") as fh:
             items, known = pickle.load(fh)
@@ -161,20 +162,22 @@ def train(
             with cache.open("wb") as fh:
                 pickle.dump((items, known), fh)
     questions = [i for i in items if not i.off_corpus]
-    return fit_all(data, items, known, len(questions), out, seed, say, started)
+    card = {"trained_on": str(data), "training_commit": commit, "seed": seed}
+    return fit_all(items, known, len(questions), out, card, say, started)
 
 
 def fit_all(
-    data: Path,
     items: list[Asked],
     known: dict[str, States],
     n_questions: int,
     out: Path,
-    seed: int,
+    card: dict[str, Any],
     say: Callable[[str], None],
     started: float,
 ) -> dict[str, Any]:
-    """The four networks, fitted on the asked questions, written to ``out``."""
+    """The four networks, fitted on the asked questions, written to ``out`` with ``card``
+    (what they were trained on, by which commit, with which seed)."""
+    seed = int(card["seed"])
     if True:
         fold_of = _folds([i.article for i in items], seed)
         fold = np.asarray([fold_of[i.article] for i in items])
@@ -379,9 +382,7 @@ def fit_all(
             {},
         )
         card = {
-            "trained_on": str(data),
-            "training_commit": _commit(),
-            "seed": seed,
+            **card,
             "folds": f"{FOLDS} folds by article",
             "architecture": {
                 name: (f"MLP, one tanh layer of {HIDDEN[name]}" if HIDDEN[name] else "linear")
