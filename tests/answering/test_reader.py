@@ -159,3 +159,15 @@ def test_answers_go_through_the_reader(corpus_runtime, monkeypatch) -> None:  # 
     sure = type(model)(model.nets, 1.0, model.meta)  # nothing reaches this confidence
     monkeypatch.setattr(service.reader, "_model", sure)
     assert service.ask(question, backend="extractive").abstained
+
+
+@pytest.mark.parametrize("which", ["embedder", "torch_embedder"])
+def test_token_states_come_with_the_texts_vector_and_character_ranges(which, request) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    model = request.getfixturevalue(which)
+    text = "Putin flew on to Vietnam."
+    ((vector, tokens, offsets),) = model.token_states([text])
+    assert np.allclose(vector, model.encode([text])[0], atol=1e-5)
+    assert np.allclose(np.linalg.norm(tokens, axis=1), 1.0, atol=1e-5)
+    assert len(tokens) == len(offsets) and text[offsets[4][0] : offsets[4][1]] == "Vietnam"

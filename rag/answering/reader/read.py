@@ -66,14 +66,20 @@ class Reader:
 
     def states(self, texts: Sequence[str]) -> list[States]:
         """Token states of ``texts`` (cached by text)."""
-        missing = [t for t in dict.fromkeys(texts) if self._states.get(t) is None]
+        got: dict[str, States] = {}
+        missing = []
+        for text in dict.fromkeys(texts):
+            known = self._states.get(text)
+            if known is None:
+                missing.append(text)
+            else:
+                got[text] = known
         if missing:
             for text, (vector, tokens, offsets) in zip(
                 missing, self.embedder.token_states(missing), strict=True
             ):
-                self._states.put(text, States(vector, tokens.astype(np.float32), offsets))
-        got = [self._states.get(t) for t in texts]
-        return [s for s in got if s is not None]
+                got[text] = self._states.put(text, States(vector, tokens, offsets))
+        return [got[t] for t in texts]
 
     def ask(self, question: str) -> AskedQuestion:
         """The question analysed, with its IDF weights and token states."""
