@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -101,6 +102,10 @@ class Reading:
     asked: AskedQuestion
     candidates: list[Candidate]  # best first: the refined ones, then the rest
     confidence: float
+
+
+def _unit(score: float) -> float:
+    return round(1.0 / (1.0 + math.exp(-max(min(score, 50.0), -50.0))), 6)
 
 
 def _tiered(best: tuple[int, float] | None) -> tuple[int, float]:
@@ -209,8 +214,8 @@ class AnswerService:
                 pool.passages,
                 key=lambda p: (*_tiered(best.get(p.chunk.id)), -p.score, p.chunk.id),
             )[:k]
-            passages = [
-                Passage(chunk=p.chunk, score=round(best.get(p.chunk.id, (1, -99.0))[1], 6))
+            passages = [  # score: the reader's score of its best sentence, as a probability
+                Passage(chunk=p.chunk, score=_unit(best.get(p.chunk.id, (1, -99.0))[1]))
                 for p in chosen
             ]
         kept = {p.chunk.id for p in passages}
