@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run run-server serve chat ingest ask test test-slow lint format clean eval eval-update bench
+.PHONY: help install browser run run-server serve chat ingest ask test test-slow lint format clean eval eval-update bench train
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-11s %s\n", $$1, $$2}'
@@ -73,6 +73,10 @@ format: install ## Format the code with ruff
 
 clean: ## Remove the indexes (embedded and run-server's) and caches (keeps .venv)
 	rm -rf data/index data/index-server data/chroma-server data/chroma-server.log data/models .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+TRAIN_DATA ?= ../shared/benchmarks/squad-train
+train: install ## Re-train the reader (rag/answering/reader/) on SQuAD training articles (TRAIN_DATA); ~15 min
+	$(BIN)/rag train --data $(TRAIN_DATA)
 
 eval: install ## Evaluate on eval/golden.jsonl (extractive) against eval/baseline.json
 	$(BIN)/rag eval --corpus data/corpus --baseline eval/baseline.json

@@ -214,12 +214,13 @@ class Settings(BaseSettings):
         "do not contain the answer.",
     )
 
-    abstain_below: float = Field(
-        0.65,
+    abstain_below: float | None = Field(
+        None,
         ge=0.0,
         le=1.0,
-        description="Abstain (\"the documents do not say\") when the answer's confidence is "
-        "below this (see README, Abstention, for the trade-off it sets).",
+        description="Abstain (\"the documents do not say\") when the answer's confidence (the "
+        "reader's probability that the retrieved text answers) is below this; default: the "
+        "reader model's threshold, chosen on its training data (see README, Abstention).",
     )
     support_threshold: float = Field(
         0.5,

@@ -7,6 +7,7 @@ and exits non-zero.
 
     RagError
     ├── ConfigError            settings that cannot work (bad value, bad rag.toml)
+    │   └── ReaderModelError   the reader's model file is missing, altered or out of date
     ├── InputError             a path or request the user gave is unusable
     │   ├── EmptyCorpusError   nothing ingestible was found
     │   ├── LineRangeError     a line range too long or past the document (GET /v1/lines)
@@ -67,6 +68,10 @@ class RagError(Exception):
 
 class ConfigError(RagError):
     code = "config_error"
+
+
+class ReaderModelError(ConfigError):
+    code = "reader_model_error"
 
 
 class InputError(RagError):

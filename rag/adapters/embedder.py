@@ -230,6 +230,43 @@ class Embedder:
                 on_batch(len(batch))
         return out, parts
 
+    def token_states(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """For each text: its vector (as :meth:`encode`), its token states (tokens x
+        dimension, unit rows, special tokens left out) and each token's character range,
+        for late-interaction scoring (int8: all from one run)."""
+        import numpy as np
+
+        if self._int8 is not None:
+            raw = self._int8.token_states(list(texts))
+        else:
+            raw = []
+            tokenizer = self._model.tokenizer
+            vectors = self.encode(list(texts))
+            states = self._model.encode(
+                list(texts),
+                output_value="token_embeddings",
+                convert_to_numpy=False,
+                show_progress_bar=False,
+            )
+            for vector, text, hidden in zip(vectors, texts, states, strict=True):
+                enc = tokenizer(
+                    text,
+                    return_offsets_mapping=True,
+                    return_special_tokens_mask=True,
+                    truncation=True,
+                    max_length=self.max_seq_length,
+                )
+                real = np.asarray(enc["special_tokens_mask"], dtype=bool) == 0
+                offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+                array = hidden.float().cpu().numpy()[: len(real)]
+                raw.append((vector, array[real], offsets[real]))
+        out = []
+        for vector, hidden, offsets in raw:
+            norms = np.linalg.norm(hidden, axis=1, keepdims=True)
+            unit = (hidden / np.maximum(norms, 1e-12)).astype(np.float32)
+            out.append((vector, unit, offsets))
+        return out
+
     def encode_query(self, text: str) -> np.ndarray:
         """One short text (a question) on one thread, leaving the other core to the keyword
         search that runs beside it: int8, a one-thread onnxruntime session (bit-identical

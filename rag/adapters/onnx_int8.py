@@ -150,6 +150,24 @@ class OnnxInt8:
             parts.extend(p if p is not None else np.zeros((0, self.dimension)) for p in pooled)
         return out
 
+    def token_states(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """For each text, from one run on the one-thread session: its vector (exactly as
+        :meth:`encode` gives it), its token states (tokens x dimension, special tokens left
+        out) and each of those tokens' character range."""
+        import numpy as np
+
+        if self._single is None:
+            self._single = self._session(threads=1)
+        out = []
+        for encoding in self.tokenizer.encode_batch(texts):
+            hidden = self._hidden(self._single, encoding)
+            vector = hidden[0] if self.pooling == "cls" else hidden.mean(axis=0)
+            vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
+            real = np.asarray(encoding.special_tokens_mask, dtype=bool) == 0
+            offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+            out.append((vector.astype(np.float32), hidden[real], offsets[real]))
+        return out
+
     def _hidden(self, session: Any, encoding: Any) -> np.ndarray:
         import numpy as np
 

@@ -7,13 +7,12 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.adapters.embedder import Embedder
 from rag.adapters.llm.select import Choice, make_backend
-from rag.answering.answer_type import answer_type, answer_type_match
 from rag.answering.citations import (
     Citer,
     Evidence,
@@ -24,14 +23,16 @@ from rag.answering.citations import (
     quote,
     support,
 )
+from rag.answering.reader.features import AskedQuestion
+from rag.answering.reader.read import REFINE, Item, Reader
 from rag.answering.retrieval import Retrieved, Retriever
 from rag.answering.sentence_vectors import SentenceVectors
 from rag.config import Settings
 from rag.errors import InputError
 from rag.models import Answer, Citation, Passage, Source, Timings
 from rag.prompts import DEFAULT_PROMPTS_DIR, load_prompt
-from rag.spans import SentenceSpan
-from rag.text import content_words, overlap, weighted_overlap
+from rag.spans import chunk_lines
+from rag.text import content_words, overlap
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,18 +43,14 @@ ABSTAIN_TEXT = "The documents do not say: no retrieved passage answers this ques
 NOT_FOUND_MARK = "NOT IN DOCUMENTS"
 MAX_QUESTION_CHARS = 2000
 EVIDENCE_SENTENCES = 4  # sentences shown to a small model
-# How a sentence is scored as an answer: meaning, the question's (IDF-weighted) words, the
-# rank of its passage, and whether it holds the kind of thing asked (a date for "when"...).
-W_SIM, W_OVERLAP, W_RANK, W_TYPE = 0.5, 0.5, 0.05, 0.15
-IDF_FLOOR = 0.5
 RERANK_POOL = 20  # passages from hybrid search that sentence scoring re-ranks
-REFINE = 8  # best answer sentences (by vectors in context) scored again with their own
 
 
 @dataclass(frozen=True)
 class Candidate:
     """One sentence of a retrieved passage (lines ``start_line..end_line``), scored as an
-    answer to the question."""
+    answer to the question by the reader; ``cite_start..cite_end``, when set, are the lines
+    of it that hold the answer (what the citation points at)."""
 
     passage: Passage
     start_line: int
@@ -61,6 +58,11 @@ class Candidate:
     text: str
     score: float
     similarity: float = 0.0  # cosine(question, sentence)
+    words: frozenset[str] = frozenset()
+    pool_rank: int = 0  # its passage's rank in the hybrid search
+    pool_score: float = 0.0  # its passage's fused score over the best one's
+    cite_start: int = 0
+    cite_end: int = 0
 
     def evidence(self) -> Evidence:
         return Evidence(
@@ -72,13 +74,24 @@ class Candidate:
         markdown in the document's words neutralised)."""
         return f"{neutralize(self.text)} [1]"
 
+    def item(self) -> Item:
+        return Item(self.text, self.words, self.similarity, self.pool_rank, self.pool_score)
+
     def citation(self) -> Citation:
         chunk = self.passage.chunk
-        lines = quote(chunk, self.start_line, self.end_line)
+        start, end = (
+            (self.cite_start, self.cite_end)
+            if self.cite_start
+            else (
+                self.start_line,
+                self.end_line,
+            )
+        )
+        lines = quote(chunk, start, end)
         return Citation(
             path=chunk.path,
-            start_line=self.start_line,
-            end_line=self.end_line,
+            start_line=start,
+            end_line=end,
             quote=lines,
             score=self.passage.score,
             support=round(support(self.text, lines), 4),
@@ -88,20 +101,23 @@ class Candidate:
         )
 
 
-# Confidence is a logistic model of two retrieval signals: the best passage's cosine
-# similarity and the chosen sentence's.  Coefficients fitted by logistic regression on the
-# SQuAD benchmark (../shared/benchmarks/squad: 1,196 answerable, 320 unanswerable questions);
-# word-overlap signals added nothing there (its unanswerable questions are written to share
-# the words of the text), so they are not used.  See README, "Abstention".
-CONF_DENSE, CONF_SENTENCE, CONF_BIAS = 3.56, 0.85, -1.16
+@dataclass(frozen=True)
+class Reading:
+    """What the reader made of the retrieved text for one question."""
+
+    found: Retrieved
+    asked: AskedQuestion
+    candidates: list[Candidate]  # best first: the refined ones, then the rest
+    confidence: float
 
 
-def confidence(best_dense: float, candidates: list[Candidate]) -> float:
-    """In [0, 1]: how likely the documents hold the answer (for abstaining and the eval)."""
-    if not candidates:
-        return 0.0
-    z = CONF_DENSE * best_dense + CONF_SENTENCE * candidates[0].similarity + CONF_BIAS
-    return round(1.0 / (1.0 + math.exp(-z)), 4)
+def _unit(score: float) -> float:
+    return round(1.0 / (1.0 + math.exp(-max(min(score, 50.0), -50.0))), 6)
+
+
+def _tiered(best: tuple[int, float] | None) -> tuple[int, float]:
+    """Sort key of a passage: read by the reader first, then higher score first."""
+    return (2, 0.0) if best is None else (best[0], -best[1])
 
 
 class AnswerService:
@@ -121,6 +137,8 @@ class AnswerService:
         self._backends: dict[str, Choice] = {default.backend: default}
         self._backend_lock = threading.Lock()
         self.meaning = SentenceVectors(embedder, retriever.lexical)
+        self.reader = Reader(embedder, retriever.lexical)
+        self.reader.model  # noqa: B018  (checked now: a bad model file fails at start)
 
     def backend(self, name: str | None) -> Choice:
         """The named backend, built once (a lock: two first requests load one model)."""
@@ -131,7 +149,13 @@ class AnswerService:
                 self._backends[name] = make_backend(self.settings, name)
             return self._backends[name]
 
-    # -- retrieval -----------------------------------------------------------
+    @property
+    def abstain_below(self) -> float:
+        """The confidence below which rag abstains: RAG_ABSTAIN_BELOW, else the reader's."""
+        chosen = self.settings.abstain_below
+        return self.reader.threshold if chosen is None else chosen
+
+    # -- retrieval and reading ---------------------------------------------
     def retrieve(
         self,
         question: str,
@@ -139,24 +163,82 @@ class AnswerService:
         paths: Sequence[str] | None = None,
         merge: bool = True,
     ) -> Retrieved:
-        """The best passages: a pool from hybrid search, re-ranked by their best sentence."""
+        """The best passages: a pool from hybrid search, re-ranked by the reader."""
+        return self.read(question, top_k, paths, merge).found
+
+    def read(
+        self,
+        question: str,
+        top_k: int | None = None,
+        paths: Sequence[str] | None = None,
+        merge: bool = True,
+    ) -> Reading:
+        """Retrieve, and let the reader choose.
+
+        Every sentence of the hybrid search's pool is scored by the reader's first pass (its
+        vector in context: no model run); the REFINE best are read again with their own
+        token states.  Passages holding those come first, best reader score first, then the
+        rest by their best first-pass sentence.  The best sentence's citation narrows to the
+        line(s) that hold the answer; the confidence is the reader's answerability.
+        """
         k = top_k or self.settings.top_k
-        if not self.settings.rerank:
-            return self.retriever.search(question, k, paths, merge=merge)
-        pool = self.retriever.search(question, max(k, RERANK_POOL), paths, merge=False)
-        best: dict[str, float] = {}
-        in_context = self.meaning.pools_in_context
-        for candidate in self.rank_sentences(question, pool.vector, pool.passages, in_context):
-            best.setdefault(candidate.passage.chunk.id, candidate.score)
-        ranked = sorted(
-            pool.passages, key=lambda p: (-best.get(p.chunk.id, -9.0), -p.score, p.chunk.id)
-        )[:k]
-        passages = [
-            Passage(chunk=p.chunk, score=round(best.get(p.chunk.id, 0.0), 6)) for p in ranked
-        ]
+        rerank = self.settings.rerank
+        pool = self.retriever.search(
+            question, max(k, RERANK_POOL) if rerank else k, paths, merge=False
+        )
+        asked = self.reader.ask(question)
+        ranked = self.rank_sentences(asked, pool.vector, pool.passages)
+        top = ranked[:REFINE]
+        refined: list[Candidate] = []
+        confidence = 0.0
+        if top:
+            scores, rows, _ = self.reader.second_pass(asked, [c.item() for c in top])
+            order = sorted(
+                range(len(top)),
+                key=lambda i: (-scores[i], top[i].passage.chunk.path, top[i].start_line),
+            )
+            refined = [replace(top[i], score=float(scores[i])) for i in order]
+            words: set[str] = set()
+            for chunk in {c.passage.chunk.id: c.passage.chunk for c in top}.values():
+                for _, said in self.meaning.sentences(chunk):
+                    words |= said
+            confidence = self.reader.confidence(
+                asked,
+                [c.score for c in refined],
+                top[0].score,
+                pool.best_dense,
+                [rows[i] for i in order],
+                words,
+            )
+            refined[0] = self._narrow(asked, refined[0])
+        passages = pool.passages[:k]
+        if rerank:
+            best: dict[str, tuple[int, float]] = {}
+            for tier, group in ((0, refined), (1, ranked[REFINE:])):
+                for c in group:
+                    best.setdefault(c.passage.chunk.id, (tier, c.score))
+            chosen = sorted(
+                pool.passages,
+                key=lambda p: (*_tiered(best.get(p.chunk.id)), -p.score, p.chunk.id),
+            )[:k]
+            passages = [  # score: the reader's score of its best sentence, as a probability
+                Passage(chunk=p.chunk, score=_unit(best.get(p.chunk.id, (1, -99.0))[1]))
+                for p in chosen
+            ]
+        kept = {p.chunk.id for p in passages}
+        rest = [c for c in ranked[REFINE:] if c.passage.chunk.id in kept]
         if merge:
             passages = self.retriever.merge_neighbours(passages)
-        return Retrieved(passages, pool.vector, pool.best_dense)
+        found = Retrieved(passages, pool.vector, pool.best_dense)
+        return Reading(found, asked, refined + rest, confidence)
+
+    def _narrow(self, asked: AskedQuestion, best: Candidate) -> Candidate:
+        """The candidate, its citation narrowed to the line(s) that hold the answer."""
+        lines = [
+            t for n, t in chunk_lines(best.passage.chunk) if best.start_line <= n <= best.end_line
+        ]
+        first, last = self.reader.best_lines(asked, best.text, lines)
+        return replace(best, cite_start=best.start_line + first, cite_end=best.start_line + last)
 
     def relevant(self, question: str, found: Retrieved) -> bool:
         """Is anything retrieved plausibly about the question?"""
@@ -168,75 +250,43 @@ class AnswerService:
         return any(overlap(asked, self.meaning.words(p.chunk)) > 0 for p in found.passages)
 
     def rank_sentences(
-        self,
-        question: str,
-        vector: np.ndarray,
-        passages: list[Passage],
-        in_context: bool = False,
-        refine: int = 0,
+        self, asked: AskedQuestion, vector: np.ndarray, passages: list[Passage]
     ) -> list[Candidate]:
-        """Retrieved sentences, best answer first: meaning, shared words, passage rank.
+        """Every sentence of the passages, best answer first by the reader's first pass.
 
-        A sentence's meaning is its own embedding, or with ``in_context`` its vector pooled
-        from its passage's embedding run (stored at ingest: no model run at query time).
-        Re-ranking the pool uses the second (on SQuAD, recall@1 +0.5 points and nothing
-        worse).  Choosing the answer sentence: ``refine`` best sentences by the second are
-        scored again with their own embeddings and lead, best first (citations chosen by
-        vectors in context alone were 2 points worse; this way only a few sentences of a
-        new question are embedded).
+        A sentence's meaning is its vector in the context of its passage (pooled from the
+        passage's embedding run, stored at ingest: no model run at query time), or with the
+        torch embedder its own embedding.
         """
-
-        raw = [(p, span, said) for p in passages for span, said in self.meaning.sentences(p.chunk)]
+        raw = [
+            (rank, p, span, said)
+            for rank, p in enumerate(passages)
+            for span, said in self.meaning.sentences(p.chunk)
+        ]
         if not raw:
             return []
-        if in_context:
+        if self.meaning.pools_in_context:
             similarity = self.meaning.in_context([p.chunk for p in passages]) @ vector
         else:
-            similarity = self.meaning.own([span.text for _, span, _ in raw]) @ vector
-        asked = content_words(question)
-        # IDF, smoothed: on a small corpus raw IDF lets one incidental rare word dominate
-        weights = {w: IDF_FLOOR + v for w, v in self.retriever.lexical.idf(asked).items()}
-        kind = answer_type(question)
-        rank = {id(p): i for i, p in enumerate(passages)}
-        scored = self._score(raw, similarity, weights, kind, question, rank)
-        order = sorted(scored, key=lambda c: (-c.score, c.passage.chunk.path, c.start_line))
-        if not (in_context and refine):
-            return order
-        best = {(id(c.passage), c.start_line, c.text) for c in order[:refine]}
-        top = [item for item in raw if (id(item[0]), item[1].start_line, item[1].text) in best]
-        own = self.meaning.own([span.text for _, span, _ in top]) @ vector
-        again = self._score(top, own, weights, kind, question, rank)
-        again.sort(key=lambda c: (-c.score, c.passage.chunk.path, c.start_line))
-        return again + order[refine:]
-
-    @staticmethod
-    def _score(
-        raw: list[tuple[Passage, SentenceSpan, frozenset[str]]],
-        similarity: np.ndarray,
-        weights: dict[str, float],
-        kind: str | None,
-        question: str,
-        rank: dict[int, int],
-    ) -> list[Candidate]:
-        scored = []
-        for (passage, span, said), sim in zip(raw, similarity, strict=True):
-            score = (
-                W_SIM * float(sim)
-                + W_OVERLAP * weighted_overlap(weights, said)
-                + W_RANK / (1 + rank[id(passage)])
-                + W_TYPE * answer_type_match(kind, span.text, question)
+            similarity = self.meaning.own([span.text for _, _, span, _ in raw]) @ vector
+        top = max((p.score for p in passages), default=0.0) or 1.0
+        candidates = [
+            Candidate(
+                passage,
+                span.start_line,
+                span.end_line,
+                span.text,
+                0.0,
+                round(float(sim), 6),
+                said,
+                rank,
+                passage.score / top,
             )
-            scored.append(
-                Candidate(
-                    passage,
-                    span.start_line,
-                    span.end_line,
-                    span.text,
-                    score,
-                    round(float(sim), 6),
-                )
-            )
-        return scored
+            for (rank, passage, span, said), sim in zip(raw, similarity, strict=True)
+        ]
+        scores, _ = self.reader.first_pass(asked, [c.item() for c in candidates])
+        scored = [replace(c, score=float(s)) for c, s in zip(candidates, scores, strict=True)]
+        return sorted(scored, key=lambda c: (-c.score, c.passage.chunk.path, c.start_line))
 
     # -- answering -----------------------------------------------------------
     def ask(
@@ -266,7 +316,8 @@ class AnswerService:
             )
         choice = self.backend(backend)
         started = time.perf_counter()
-        found = self.retrieve(question, top_k, paths)
+        reading = self.read(question, top_k, paths)
+        found, candidates = reading.found, reading.candidates
         passages = found.passages
         retrieved = time.perf_counter()
         answer = Answer(
@@ -278,20 +329,14 @@ class AnswerService:
             backend_reason=choice.reason,
             sources=[Source.of(p) for p in passages],
         )
-        candidates = (
-            self.rank_sentences(
-                question, found.vector, passages, self.meaning.pools_in_context, REFINE
-            )
-            if passages
-            else []
-        )
-        answer.confidence = confidence(found.best_dense, candidates)
+        answer.confidence = reading.confidence
+        threshold = self.abstain_below
         if not candidates or not self.relevant(question, found):
             answer.notes.append("nothing retrieved is about the question")
-        elif answer.confidence < self.settings.abstain_below:
+        elif answer.confidence < threshold:
             answer.notes.append(
                 f"confidence {answer.confidence:.2f} is below the threshold "
-                f"{self.settings.abstain_below:.2f} (RAG_ABSTAIN_BELOW)"
+                f"{threshold:.2f} (RAG_ABSTAIN_BELOW)"
             )
         else:
             if choice.llm is None:

@@ -34,6 +34,13 @@ def eval_command(
         Path | None, typer.Option(help="Output folder (default eval/runs/TIME).")
     ] = None,
     index: Annotated[Path | None, typer.Option("--index", help="Index folder.")] = None,
+    drop: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Leave this corpus file out of the index (repeatable; needs --corpus): its "
+            "questions count as unanswerable, measuring off-corpus abstention."
+        ),
+    ] = None,
 ) -> None:
     """Run the golden questions, score retrieval, citations, answers and abstention."""
     from rich.console import Console
@@ -44,7 +51,13 @@ def eval_command(
     from rag.evaluation.runner import EvalConfig, run_eval, summarize
 
     settings = load_settings(index_dir=index)
-    config = EvalConfig(golden=golden, corpus=corpus, backend=backend, top_k=top_k)
+    if drop and corpus is None:
+        from rag.errors import InputError
+
+        raise InputError("--drop needs --corpus", "add --corpus FOLDER (the index is rebuilt)")
+    config = EvalConfig(
+        golden=golden, corpus=corpus, backend=backend, top_k=top_k, drop=tuple(drop or ())
+    )
     before = load_baseline(baseline) if baseline and not update_baseline else None
     columns = ("questions", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True)) as bar:

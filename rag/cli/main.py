@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from rag.cli.eval_cmd import eval_command
+from rag.cli.train_cmd import train_command
 from rag.config import BACKENDS, Settings, describe_settings, load_settings
 from rag.errors import RagError
 
@@ -404,6 +405,7 @@ def config(
 
 
 app.command("eval")(friendly(eval_command))
+app.command("train")(friendly(train_command))
 
 
 def main() -> None:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from rag.config import Settings
+from rag.errors import InputError
 from rag.evaluation import metrics as m
 from rag.evaluation.golden import GoldenQuestion, corpus_hash, file_hash, load_golden
 from rag.runtime import Runtime
@@ -29,6 +31,7 @@ class EvalConfig:
     corpus: Path | None  # None: use the configured index as it is
     backend: str
     top_k: int
+    drop: tuple[str, ...] = ()  # corpus files left out of the index: their questions are off-corpus
 
 
 @dataclass
@@ -121,6 +124,31 @@ def _drop_collections(runtime: Runtime) -> None:
         log.warning("could not remove the evaluation's collections from the server: %s", exc)
 
 
+def off_corpus(q: GoldenQuestion, dropped: tuple[str, ...]) -> GoldenQuestion:
+    """The question as asked of an index without ``dropped``: unanswerable when every file
+    holding its evidence is left out."""
+    if q.answerable and q.evidence and all(r.file in dropped for r in q.evidence):
+        return replace(q, answerable=False, answers=[], evidence=[])
+    return q
+
+
+def _without(corpus: Path, dropped: tuple[str, ...], target: Path) -> Path:
+    """A copy of ``corpus`` without the ``dropped`` files (paths relative to it)."""
+    missing = [d for d in dropped if not (corpus / d).is_file()]
+    if missing:
+        raise InputError(
+            f"--drop names files that are not in {corpus}: {', '.join(missing)}",
+            "give paths relative to the corpus folder, e.g. --drop Normans.txt",
+        )
+    names = {(corpus / d).resolve() for d in dropped}
+    shutil.copytree(
+        corpus,
+        target,
+        ignore=lambda folder, files: [f for f in files if (Path(folder) / f).resolve() in names],
+    )
+    return target
+
+
 def run_eval(
     settings: Settings,
     config: EvalConfig,
@@ -132,7 +160,11 @@ def run_eval(
     with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp, ExitStack() as stack:
         update: dict[str, object] = {"exact_search": True, "top_k": config.top_k}
         if config.corpus is not None:
-            update.update(corpus_dir=config.corpus, index_dir=Path(tmp) / "index")
+            corpus = config.corpus
+            if config.drop:
+                corpus = _without(config.corpus, config.drop, Path(tmp) / "corpus")
+                questions = [off_corpus(q, config.drop) for q in questions]
+            update.update(corpus_dir=corpus, index_dir=Path(tmp) / "index")
             if settings.chroma_url:  # a server's collections are shared: a name of its own
                 update["collection"] = f"rag-eval-{uuid.uuid4().hex[:12]}"
         settings = settings.model_copy(update=update)
@@ -152,7 +184,8 @@ def run_eval(
             "corpus": str(settings.corpus_dir),
             "corpus_sha256": corpus_hash(settings.corpus_dir),
             "exact_search": True,
-            "abstain_below": settings.abstain_below,
+            "dropped": list(config.drop),
+            "abstain_below": runtime.answer_service.abstain_below,
         }
         try:
             for done, q in enumerate(questions, start=1):

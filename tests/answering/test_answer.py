@@ -280,15 +280,16 @@ def test_int8_question_vector_is_the_chunk_vector_of_the_same_text(embedder: Emb
 def test_a_new_question_embeds_only_a_few_sentences(
     corpus_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Re-ranking reads stored vectors in context; only the REFINE best answer sentences are
-    embedded on their own, and merged passages take their parts' vectors."""
+    """Re-ranking reads stored vectors in context; only the question and the REFINE best
+    answer sentences are run through the model (for their token states), and merged passages
+    take their parts' vectors."""
     from rag.answering.answer import REFINE
 
     corpus_runtime.refresh()  # nothing in memory
     service = corpus_runtime.answer_service
     embedder = service.embedder
     seen: list[int] = []
-    encode, in_context = embedder.encode, embedder.encode_in_context
+    encode, in_context = embedder.token_states, embedder.encode_in_context
 
     def counting(texts, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
         seen.append(len(texts))
@@ -297,12 +298,12 @@ def test_a_new_question_embeds_only_a_few_sentences(
     def refused(*args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
         raise AssertionError("a passage was run through the model at query time")
 
-    monkeypatch.setattr(embedder, "encode", counting)
+    monkeypatch.setattr(embedder, "token_states", counting)
     monkeypatch.setattr(embedder, "encode_in_context", refused)
     answer = service.ask(PUTIN_2000, backend="extractive")
     assert "2000" in answer.answer and not answer.abstained
-    assert 0 < sum(seen) <= REFINE  # not the ~100 sentences of the 20-passage pool
-    monkeypatch.setattr(embedder, "encode", encode)
+    assert 0 < sum(seen) <= REFINE + 1  # not the ~100 sentences of the 20-passage pool
+    monkeypatch.setattr(embedder, "token_states", encode)
     monkeypatch.setattr(embedder, "encode_in_context", in_context)
     corpus_runtime.refresh()
 

@@ -1,8 +1,7 @@
-"""Sentences with their lines, answer types, and confidence, on hand-made cases."""
+"""Sentences with their lines and answer types, on hand-made cases."""
 
 from __future__ import annotations
 
-from rag.answering.answer import Candidate, confidence
 from rag.answering.answer_type import answer_type, answer_type_match
 from rag.models import Chunk
 from rag.spans import sentence_spans
@@ -51,19 +50,3 @@ def test_answer_types() -> None:
     q = "Who greeted Putin?"
     assert answer_type_match("name", "He was greeted by Kim Jong Un.", q) == 1.0
     assert answer_type_match("name", "Putin was greeted warmly.", q) == 0.0
-
-
-def _candidate(similarity: float) -> Candidate:
-    chunk = _chunk(["x"])
-    from rag.models import Passage
-
-    return Candidate(Passage(chunk=chunk, score=0.5), 1, 1, "x", 1.0, similarity)
-
-
-def test_confidence_rises_with_retrieval_similarity_and_stays_in_range() -> None:
-    low = confidence(0.1, [_candidate(0.1)])
-    mid = confidence(0.5, [_candidate(0.5)])
-    high = confidence(0.9, [_candidate(0.9)])
-    assert 0.0 < low < mid < high < 1.0
-    assert confidence(0.9, []) == 0.0
-    assert confidence(0.5, [_candidate(0.9)]) > confidence(0.5, [_candidate(0.2)])
