@@ -179,7 +179,8 @@ class AnswerService:
         vector in context: no model run); the REFINE best are read again with their own
         token states.  Passages holding those come first, best reader score first, then the
         rest by their best first-pass sentence.  The best sentence's citation narrows to the
-        line(s) that hold the answer; the confidence is the reader's answerability.
+        line that holds the answer (its two best lines when the line chooser is unsure); the
+        confidence is the reader's answerability.
         """
         k = top_k or self.settings.top_k
         rerank = self.settings.rerank

@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,21 @@ class Read:
     candidates: list[int]
     words: set[str]
     rows: np.ndarray  # full sentence features of the candidates
+
+
+@dataclass
+class HeldOut:
+    """What :func:`fit_all` scored without each article (for choices made on top of the
+    networks, e.g. when to narrow a citation): the asked questions, their sentences' token
+    states, the candidate sets, the reader's held-out scores of them, each question's fold and
+    the line chooser fitted without each fold."""
+
+    items: list[Asked] = field(default_factory=list)
+    states: dict[str, States] = field(default_factory=dict)
+    reads: list[Read] = field(default_factory=list)
+    reader_scores: list[np.ndarray] = field(default_factory=list)
+    fold: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    lines: dict[int, net.Net] = field(default_factory=dict)
 
 
 def _fit(name: str, x: np.ndarray, y: np.ndarray, seed: int, **kw: Any) -> net.Net:
@@ -146,6 +161,7 @@ def train(
     seed: int = 0,
     say: Callable[[str], None] = print,
     cache: Path | None = None,
+    held_out: HeldOut | None = None,
 ) -> dict[str, Any]:
     """Fit all four networks on ``data`` (golden.jsonl + corpus/), write them to ``out``.
     ``cache``: keep the asked questions there and reuse them (for experiments on the fit)."""
@@ -163,7 +179,7 @@ def train(
                 pickle.dump((items, known), fh)
     questions = [i for i in items if not i.off_corpus]
     card = {"trained_on": str(data), "training_commit": commit, "seed": seed}
-    return fit_all(items, known, len(questions), out, card, say, started)
+    return fit_all(items, known, len(questions), out, card, say, started, held_out)
 
 
 def fit_all(
@@ -174,9 +190,11 @@ def fit_all(
     card: dict[str, Any],
     say: Callable[[str], None],
     started: float,
+    held_out: HeldOut | None = None,
 ) -> dict[str, Any]:
     """The four networks, fitted on the asked questions, written to ``out`` with ``card``
-    (what they were trained on, by which commit, with which seed)."""
+    (what they were trained on, by which commit, with which seed); ``held_out``: filled with
+    the cross-validated scores."""
     seed = int(card["seed"])
     if True:
         fold_of = _folds([i.article for i in items], seed)
@@ -277,10 +295,15 @@ def fit_all(
             if f == -1:
                 lines_net = model
                 continue
+            if held_out is not None:
+                held_out.lines[f] = model
             for b in line_blocks:
                 if b[0] == f:
                     line_hits.append(bool(b[2][int(np.argmax(model.score(b[1])))]))
         say(f"line chooser fitted ({time.perf_counter() - started:.0f} s)")
+        if held_out is not None:
+            held_out.items, held_out.states, held_out.fold = items, known, fold
+            held_out.reads, held_out.reader_scores = reads, reader_scores
 
         # 5. answerability over the reader's (cross-validated) scores
         qx, qy, qkind, qfold = [], [], [], []

@@ -5,19 +5,32 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
+import numpy as np
 import pytest
 
+from rag.adapters.lexical import LexicalIndex
 from rag.answering.reader.analysis import Question, answer_kind, holds_asked
 from rag.answering.reader.features import (
+    LINE_FEATURES,
     SENTENCE_FEATURES,
     AskedQuestion,
     States,
     line_segments,
     sentence_features,
 )
-from rag.answering.reader.model import META_FILE, MODEL_DIR, WEIGHTS_FILE, load_model
+from rag.answering.reader.model import (
+    META_FILE,
+    MODEL_DIR,
+    WEIGHTS_FILE,
+    ReaderModel,
+    load_model,
+)
+from rag.answering.reader.net import Net
+from rag.answering.reader.read import NARROW_CONFIDENCE, Reader
 from rag.errors import ReaderModelError
 from rag.text import content_words
 
@@ -93,6 +106,32 @@ def test_line_segments_follow_a_wrapped_sentence() -> None:
     text = "The second one starts and ends on this line."
     (a, b), (c, d) = line_segments(text, lines)
     assert text[a:b] == "The second one starts" and text[c:d] == "and ends on this line."
+
+
+def _line_chooser(weights: dict[str, float]) -> ReaderModel:
+    """The shipped model with a linear line chooser that scores lines by ``weights``."""
+    shipped = load_model()
+    w2 = np.asarray([[weights.get(name, 0.0)] for name in LINE_FEATURES])
+    n = len(LINE_FEATURES)
+    lines = Net(np.zeros(n), np.ones(n), np.zeros((0, 0)), np.zeros(0), w2, np.zeros(1))
+    return replace(shipped, nets={**shipped.nets, "lines": lines})
+
+
+def test_the_citation_narrows_to_one_line_only_when_the_line_chooser_is_sure(embedder) -> None:  # type: ignore[no-untyped-def]
+    lines = ["After North Korea, Putin is", "scheduled to travel to Vietnam", "for talks", "soon."]
+    text = " ".join(lines)
+    asked = _asked(embedder, VIETNAM_Q)
+    lexical = cast(LexicalIndex, None)  # only asking a question reads the index
+    sure = Reader(embedder, lexical, _line_chooser({"last": 20.0}))  # the last line, p ~ 1
+    assert sure.best_lines(asked, text, lines) == (3, 3)
+    # unsure (p 0.32 for line 3, 0.29 for line 0): the range of its two best lines
+    unsure = Reader(embedder, lexical, _line_chooser({"last": 0.3, "first": 0.2}))
+    assert unsure.best_lines(asked, text, lines) == (0, 3)
+    assert unsure.best_lines(asked, text, lines, narrow_at=0.0) == (3, 3)
+    # unsure between lines 0 (p 0.50) and 1; line 2 (p 0.14) stays out of the citation
+    leaning = Reader(embedder, lexical, _line_chooser({"first": 0.3, "last": -1.0}))
+    assert leaning.best_lines(asked, text, lines[:3]) == (0, 1)
+    assert 0.5 < NARROW_CONFIDENCE < 0.99  # the shipped cutoff: well above a guess, below certain
 
 
 def _copy_model(tmp_path: Path) -> Path:
