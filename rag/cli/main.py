@@ -14,8 +14,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from rag.cli.eval_cmd import eval_command
+from rag.cli.options import BackendOpt, CorpusOpt, IndexOpt, cli_settings, setup_logging
+from rag.cli.serve_cmd import serve_command
 from rag.cli.train_cmd import train_command
-from rag.config import BACKENDS, Settings, describe_settings, load_settings
+from rag.config import describe_settings
 from rag.errors import RagError
 
 app = typer.Typer(
@@ -25,17 +27,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 F = TypeVar("F", bound=Callable[..., Any])
-
-BackendOpt = Annotated[
-    str | None,
-    typer.Option("--backend", help=f"LLM backend: {', '.join(BACKENDS)} (default: auto)."),
-]
-IndexOpt = Annotated[
-    Path | None, typer.Option("--index", help="Index folder (default: data/index).")
-]
-CorpusOpt = Annotated[
-    Path | None, typer.Option("--corpus", help="Corpus folder (default: data/corpus).")
-]
 
 
 def friendly(func: F) -> F:
@@ -55,18 +46,6 @@ def friendly(func: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def _settings(**overrides: Any) -> tuple[Settings, dict[str, Any]]:
-    return load_settings(**overrides), overrides
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 @app.command()
@@ -94,8 +73,8 @@ def ingest(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Read documents, chunk them by lines, embed them and store them in the index."""
-    _setup_logging(verbose)
-    settings, _ = _settings(llm_backend=backend, index_dir=index, corpus_dir=corpus)
+    setup_logging(verbose)
+    settings, _ = cli_settings(llm_backend=backend, index_dir=index, corpus_dir=corpus)
     from rag.cli.progress import BarProgress
     from rag.errors import IndexLockedError
     from rag.indexing.loader import check_paths
@@ -170,7 +149,7 @@ def status(
     corpus: CorpusOpt = None,
 ) -> None:
     """What the index holds (documents, chunks, size, model) and anything out of sync."""
-    settings, _ = _settings(index_dir=index, corpus_dir=corpus)
+    settings, _ = cli_settings(index_dir=index, corpus_dir=corpus)
     from rag.indexing.status import index_status
     from rag.runtime import Runtime
 
@@ -222,8 +201,8 @@ def ask(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Answer a question from the indexed documents, citing file and line."""
-    _setup_logging(verbose)
-    settings, _ = _settings(llm_backend=backend, index_dir=index, top_k=top_k)
+    setup_logging(verbose)
+    settings, _ = cli_settings(llm_backend=backend, index_dir=index, top_k=top_k)
     from rag.cli.render import render_json, render_text
     from rag.runtime import Runtime
 
@@ -280,10 +259,10 @@ def chat(
 
     On a terminal: line editing, history, streamed answers.  Piped: one question per line.
     """
-    _setup_logging(False)
+    setup_logging(False)
     if verbose:  # rag's own story (backend choice, rejected rewrites), not the libraries'
         logging.getLogger("rag").setLevel(logging.INFO)
-    settings, _ = _settings(
+    settings, _ = cli_settings(
         llm_backend=backend, index_dir=index, top_k=top_k, **_model_overrides(model, backend)
     )
     from rag.cli.chat import ChatOptions, run_chat
@@ -294,86 +273,7 @@ def chat(
         raise typer.Exit(code)
 
 
-def _serve_announcing(config: Any, page: str) -> None:
-    """Run uvicorn; once it listens, the last line of its start says where the page is."""
-    import uvicorn
-
-    class AnnouncingServer(uvicorn.Server):
-        async def startup(self, sockets: Any = None) -> None:
-            await super().startup(sockets=sockets)
-            if self.started:  # before any request is served (and logged)
-                typer.echo(f"\nopen {page} in a browser to ask your documents", err=True)
-
-    AnnouncingServer(config).run()
-
-
-@app.command()
-@friendly
-def serve(
-    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            help="Worker processes (default 1). More than one needs a Chroma server "
-            "(RAG_CHROMA_URL); see docs/deploy.md."
-        ),
-    ] = None,
-    backend: BackendOpt = None,
-    index: IndexOpt = None,
-) -> None:
-    """Serve the HTTP API."""
-    _setup_logging(True)
-    overrides = {"host": host, "port": port, "workers": workers, "llm_backend": backend,
-                 "index_dir": index}  # fmt: skip
-    settings, _ = _settings(**overrides)
-    import uvicorn
-
-    from rag.api.app import create_app
-
-    if settings.workers > 1 and not settings.chroma_url:
-        from rag.errors import ConfigError
-
-        raise ConfigError(
-            f"{settings.workers} workers cannot share the embedded Chroma index in "
-            f"{settings.index_dir}: it allows one process",
-            "use a Chroma server: start one with `chroma run --path data/chroma-server --port "
-            "8001`, set RAG_CHROMA_URL=http://127.0.0.1:8001 and keep the index folder on a "
-            "volume every worker sees (`make run-server`; docs/deploy.md); or serve with "
-            "--workers 1",
-        )
-    if not settings.chroma_url:  # one process per embedded index: fail here, clearly
-        from rag.adapters.lock import IndexLock
-
-        IndexLock(settings.index_dir, "rag serve", settings.lock_wait).acquire()
-    url = f"http://{settings.host}:{settings.port}"
-    example = json.dumps({"question": "When did Putin last visit North Korea?"})
-    if settings.workers > 1:
-        api: Any = None  # each worker process builds its own app from RAG_* variables
-    else:
-        api = create_app(settings)
-    typer.echo(f"rag is serving on {url}  (the page: {url}/  API docs: {url}/docs)", err=True)
-    auth = ' -H "Authorization: Bearer $RAG_API_KEY"' if settings.api_key else ""
-    typer.echo(
-        f"try:  curl -s {url}/v1/ask -H 'Content-Type: application/json'{auth} -d '{example}'",
-        err=True,
-    )
-    if api is not None:
-        config = uvicorn.Config(api, host=settings.host, port=settings.port, log_level="info")
-        _serve_announcing(config, f"{url}/")
-        return
-    # Worker processes read their settings from the environment: pass the flags on.
-    for name, value in overrides.items():
-        if value is not None:
-            os.environ[f"RAG_{name.upper()}"] = str(value)
-    uvicorn.run(
-        "rag.api.app:app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level="info",
-    )
+app.command("serve")(friendly(serve_command))
 
 
 @app.command()
@@ -386,7 +286,7 @@ def config(
 ) -> None:
     """Print the effective settings and where each value comes from."""
     overrides = {"llm_backend": backend, "index_dir": index, "corpus_dir": corpus}
-    settings, _ = _settings(**overrides)
+    settings, _ = cli_settings(**overrides)
     rows = describe_settings(settings, overrides)
     if as_json:
         typer.echo(
