@@ -15,7 +15,6 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
 
 from prompt_toolkit import PromptSession
@@ -23,18 +22,15 @@ from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
-from rich.console import Console
-from rich.live import Live
-from rich.spinner import Spinner
 from rich.text import Text
 
 from rag.answering.conversation import (
     ChatAnswer,
     ChatService,
-    Rewrite,
     resolve_paths,
 )
 from rag.cli.context import read_context
+from rag.cli.live import Streaming, rewrite_line
 from rag.cli.render import (
     answer_view,
     chat_footer,
@@ -75,54 +71,6 @@ class ChatOptions:
 def default_history_path() -> Path:
     state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state) / "rag" / "chat_history"
-
-
-class Streaming:
-    """Verified sentences as they arrive (dim), erased when the whole answer is printed;
-    until the first one, a spinner says the model is writing."""
-
-    def __init__(self, console: Console, verbose: bool) -> None:
-        self.text = ""
-        self.verbose = verbose
-        self.live = Live(
-            Spinner("dots", Text("searching…", style="dim")),
-            console=console,
-            transient=True,
-            refresh_per_second=12,
-        )
-
-    def __enter__(self) -> Streaming:
-        self.live.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.live.stop()
-
-    def token(self, piece: str) -> None:
-        self.text += piece
-        self.live.update(Text(sanitize(self.text), style="dim"))
-
-    def progress(self, written: int) -> None:
-        if not self.text and written == 1:
-            label = "writing… (each sentence is shown once its citation is verified)"
-            self.live.update(Spinner("dots", Text(label, style="dim")))
-
-    def rewrite(self, rewrite: Rewrite) -> None:
-        if self.verbose and rewrite.changed:
-            self.live.console.print(rewrite_line(rewrite))
-
-
-def rewrite_line(rewrite: Rewrite) -> Text:
-    line = Text(f"↳ rewritten ({rewrite.method}): ", style="dim")
-    line.append(sanitize(rewrite.query), style="italic")
-    if rewrite.note:
-        line.append(f"  [{sanitize(rewrite.note)}]", style="dim")
-    return line
 
 
 class Chat:
