@@ -3,33 +3,30 @@
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.adapters.embedder import Embedder
 from rag.adapters.llm.select import Choice, make_backend
+from rag.answering.candidates import Candidate, Reading, tiered, unit_score
 from rag.answering.citations import (
     Citer,
     Evidence,
     SentenceStream,
     format_evidence,
     format_evidence_lines,
-    neutralize,
-    quote,
-    support,
 )
 from rag.answering.reader.features import AskedQuestion
-from rag.answering.reader.read import REFINE, Item, Reader
+from rag.answering.reader.read import REFINE, Reader
 from rag.answering.retrieval import Retrieved, Retriever
 from rag.answering.sentence_vectors import SentenceVectors
 from rag.config import Settings
 from rag.errors import InputError
-from rag.models import Answer, Citation, Passage, Source, Timings
+from rag.models import Answer, Passage, Source, Timings
 from rag.prompts import DEFAULT_PROMPTS_DIR, load_prompt
 from rag.spans import chunk_lines
 from rag.text import content_words, overlap
@@ -44,80 +41,6 @@ NOT_FOUND_MARK = "NOT IN DOCUMENTS"
 MAX_QUESTION_CHARS = 2000
 EVIDENCE_SENTENCES = 4  # sentences shown to a small model
 RERANK_POOL = 20  # passages from hybrid search that sentence scoring re-ranks
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One sentence of a retrieved passage (lines ``start_line..end_line``), scored as an
-    answer to the question by the reader; ``cite_start..cite_end``, when set, are the lines
-    of it that hold the answer (what the citation points at)."""
-
-    passage: Passage
-    start_line: int
-    end_line: int
-    text: str
-    score: float
-    similarity: float = 0.0  # cosine(question, sentence)
-    words: frozenset[str] = frozenset()
-    pool_rank: int = 0  # its passage's rank in the hybrid search
-    pool_score: float = 0.0  # its passage's fused score over the best one's
-    cite_start: int = 0
-    cite_end: int = 0
-
-    def evidence(self) -> Evidence:
-        return Evidence(
-            self.passage.chunk, self.start_line, self.end_line, self.text, self.passage.score
-        )
-
-    def cited_text(self) -> str:
-        """The sentence as an answer citing its lines: ``… [1]`` (marker lookalikes and
-        markdown in the document's words neutralised)."""
-        return f"{neutralize(self.text)} [1]"
-
-    def item(self) -> Item:
-        return Item(self.text, self.words, self.similarity, self.pool_rank, self.pool_score)
-
-    def citation(self) -> Citation:
-        chunk = self.passage.chunk
-        start, end = (
-            (self.cite_start, self.cite_end)
-            if self.cite_start
-            else (
-                self.start_line,
-                self.end_line,
-            )
-        )
-        lines = quote(chunk, start, end)
-        return Citation(
-            path=chunk.path,
-            start_line=start,
-            end_line=end,
-            quote=lines,
-            score=self.passage.score,
-            support=round(support(self.text, lines), 4),
-            verified=True,  # the sentence is taken from these lines verbatim
-            page=chunk.page,
-            page_first_line=chunk.page_first_line,
-        )
-
-
-@dataclass(frozen=True)
-class Reading:
-    """What the reader made of the retrieved text for one question."""
-
-    found: Retrieved
-    asked: AskedQuestion
-    candidates: list[Candidate]  # best first: the refined ones, then the rest
-    confidence: float
-
-
-def _unit(score: float) -> float:
-    return round(1.0 / (1.0 + math.exp(-max(min(score, 50.0), -50.0))), 6)
-
-
-def _tiered(best: tuple[int, float] | None) -> tuple[int, float]:
-    """Sort key of a passage: read by the reader first, then higher score first."""
-    return (2, 0.0) if best is None else (best[0], -best[1])
 
 
 class AnswerService:
@@ -220,10 +143,10 @@ class AnswerService:
                     best.setdefault(c.passage.chunk.id, (tier, c.score))
             chosen = sorted(
                 pool.passages,
-                key=lambda p: (*_tiered(best.get(p.chunk.id)), -p.score, p.chunk.id),
+                key=lambda p: (*tiered(best.get(p.chunk.id)), -p.score, p.chunk.id),
             )[:k]
             passages = [  # score: the reader's score of its best sentence, as a probability
-                Passage(chunk=p.chunk, score=_unit(best.get(p.chunk.id, (1, -99.0))[1]))
+                Passage(chunk=p.chunk, score=unit_score(best.get(p.chunk.id, (1, -99.0))[1]))
                 for p in chosen
             ]
         kept = {p.chunk.id for p in passages}
