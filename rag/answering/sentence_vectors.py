@@ -7,6 +7,7 @@ All of it is cached: the same passages come back for many questions.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from rag.adapters.embedder import Embedder
@@ -42,6 +43,22 @@ class Memo(Generic[K, V]):
                 self._data.pop(next(iter(self._data)))
             self._data[key] = value
         return value
+
+    def get_many(self, keys: Sequence[K], compute: Callable[[list[K]], Iterable[V]]) -> list[V]:
+        """The values of ``keys`` in order; those not kept are computed in one call of
+        ``compute`` (on the missing keys, each once) and kept."""
+        got: dict[K, V] = {}
+        missing = []
+        for key in dict.fromkeys(keys):
+            known = self.get(key)
+            if known is None:
+                missing.append(key)
+            else:
+                got[key] = known
+        if missing:
+            for key, value in zip(missing, compute(missing), strict=True):
+                got[key] = self.put(key, value)
+        return [got[k] for k in keys]
 
     def __len__(self) -> int:
         return len(self._data)
@@ -130,15 +147,4 @@ class SentenceVectors:
         """Embeddings of sentences, cached: the same passages come back for many questions."""
         import numpy as np
 
-        got: dict[str, np.ndarray] = {}
-        missing = []
-        for text in dict.fromkeys(texts):
-            vector = self._vectors.get(text)
-            if vector is None:
-                missing.append(text)
-            else:
-                got[text] = vector
-        if missing:
-            for text, vector in zip(missing, self.embedder.encode(missing), strict=True):
-                got[text] = self._vectors.put(text, vector)
-        return np.vstack([got[t] for t in texts])
+        return np.vstack(self._vectors.get_many(texts, self.embedder.encode))

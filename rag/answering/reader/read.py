@@ -80,20 +80,11 @@ class Reader:
 
     def states(self, texts: Sequence[str]) -> list[States]:
         """Token states of ``texts`` (cached by text)."""
-        got: dict[str, States] = {}
-        missing = []
-        for text in dict.fromkeys(texts):
-            known = self._states.get(text)
-            if known is None:
-                missing.append(text)
-            else:
-                got[text] = known
-        if missing:
-            for text, (vector, tokens, offsets) in zip(
-                missing, self.embedder.token_states(missing), strict=True
-            ):
-                got[text] = self._states.put(text, States(vector, tokens, offsets))
-        return [got[t] for t in texts]
+
+        def run(missing: list[str]) -> list[States]:
+            return [States(*row) for row in self.embedder.token_states(missing)]
+
+        return self._states.get_many(texts, run)
 
     def ask(self, question: str) -> AskedQuestion:
         """The question analysed, with its IDF weights and token states."""
