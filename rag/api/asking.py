@@ -18,7 +18,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -260,6 +260,24 @@ def error_data(exc: BaseException) -> dict[str, Any]:
     }
 
 
+async def run_events(
+    run: AskRun, first: Event, deadline: float, timeout: float
+) -> AsyncGenerator[Event | None, None]:
+    """The run's events as a stream sends them: tokens, then its answer or error (the last
+    event); ``None`` when nothing came for PING_SECONDS (send a keep-alive). Past the
+    deadline the run is stopped and a DeadlineExceededError event ends the stream."""
+    event: Event | None = first
+    while True:
+        if event is None and time.monotonic() >= deadline:
+            run.stop("deadline")
+            yield ("error", deadline_error(timeout))
+            return
+        yield event
+        if event is not None and event[0] != "token":
+            return
+        event = await run.next(min(PING_SECONDS, deadline - time.monotonic()))
+
+
 async def sse_events(
     run: AskRun,
     first: Event,
@@ -272,17 +290,13 @@ async def sse_events(
     Starlette cancels this generator when the client disconnects; ``finally`` then stops
     the model.
     """
-    event: Event | None = first
     streamed = False
     try:
-        while True:
-            if event is None:
-                if time.monotonic() >= deadline:
-                    run.stop("deadline")
-                    yield sse("error", error_data(deadline_error(timeout)))
-                    return
-                yield b": ping\n\n"
-            else:
+        async with contextlib.aclosing(run_events(run, first, deadline, timeout)) as events:
+            async for event in events:
+                if event is None:
+                    yield b": ping\n\n"
+                    continue
                 kind, value = event
                 if kind == "token":
                     streamed = True
@@ -294,12 +308,8 @@ async def sse_events(
                     citations = [c.model_dump(mode="json") for c in answer.citations]
                     yield sse("citations", {"citations": citations})
                     yield sse("done", answer.model_dump(mode="json"))
-                    return
                 else:
                     yield sse("error", error_data(value))
-                    return
-            wait = min(PING_SECONDS, deadline - time.monotonic())
-            event = await run.next(wait)
     finally:
         run.stop("disconnect")
         run.close()

@@ -15,6 +15,7 @@ max_tokens, user, stream_options...) are accepted and do not change the answer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -24,7 +25,7 @@ from typing import Any
 
 from rag.answering.answer import ABSTAIN_TEXT
 from rag.answering.conversation import Turn
-from rag.api.asking import AskRun, Event, deadline_error
+from rag.api.asking import AskRun, Event, run_events
 from rag.api.errors import openai_error_data
 from rag.api.openai_catalog import MODELS
 from rag.api.openai_schemas import (
@@ -38,7 +39,6 @@ from rag.config import Backend
 from rag.errors import InputError, UnknownModelError
 from rag.models import Answer
 
-PING_SECONDS = 15.0
 SOURCES_HEADING = "Sources:"
 CLOSEST_HEADING = "Closest passages:"
 _TRAILER = re.compile(rf"\n\s*(?:{SOURCES_HEADING}|{CLOSEST_HEADING}).*\Z", re.S)
@@ -229,18 +229,14 @@ async def chunks(
     first byte is one ``data: {"error": ...}`` event (the SDK raises it).  Starlette cancels
     this generator when the client leaves; ``finally`` then stops the model.
     """
-    event: Event | None = first
     streamed = False
     try:
         yield data(completion.chunk({"role": "assistant", "content": ""}))
-        while True:
-            if event is None:
-                if time.monotonic() >= deadline:
-                    run.stop("deadline")
-                    yield data(openai_error_data(deadline_error(timeout)))
-                    return
-                yield b": ping\n\n"
-            else:
+        async with contextlib.aclosing(run_events(run, first, deadline, timeout)) as events:
+            async for event in events:
+                if event is None:
+                    yield b": ping\n\n"
+                    continue
                 kind, value = event
                 if kind == "token":
                     streamed = True
@@ -251,12 +247,8 @@ async def chunks(
                     yield data(completion.chunk({"content": text}))
                     yield data(completion.chunk({}, "stop", rag=extra(answer)))
                     yield DONE
-                    return
-                elif kind == "error":
+                else:
                     yield data(openai_error_data(value))
-                    return
-            wait = min(PING_SECONDS, deadline - time.monotonic())
-            event = await run.next(wait)
     finally:
         run.stop("disconnect")
         run.close()
