@@ -64,7 +64,8 @@ def cases(held: HeldOut) -> list[Case]:
             out.append(Case(tuple(s.line_labels), 0, 1.0))
             continue
         state = held.states[s.text]
-        rows = line_features(item.asked, s.text, state, line_segments(s.text, s.lines))
+        segments = line_segments(s.text, s.lines)
+        rows = line_features(item.asked, s.text, state, segments, held.joint.get((r.item, top)))
         logits = held.lines[int(held.fold[r.item])].score(np.asarray(rows, dtype=np.float64))
         best, confidence = line_confidence(logits)
         second = int(np.argsort(-logits, kind="stable")[1])

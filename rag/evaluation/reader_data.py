@@ -53,6 +53,18 @@ class Asked:
     cheap: np.ndarray = field(default_factory=lambda: np.zeros((0, CHEAP)))
 
 
+@dataclass
+class Read:
+    """One candidate set the reader scores: a question, its candidates (indexes into the
+    question's sentences) and what answerability should say."""
+
+    item: int  # index into the asked questions
+    kind: str  # "answerable", "unanswerable", "evidence removed", "off-corpus"
+    candidates: list[int]
+    words: set[str]
+    rows: np.ndarray  # full sentence features of the candidates
+
+
 def article_of(question: GoldenQuestion, fallback: str) -> str:
     return question.evidence[0].file if question.evidence else fallback
 

@@ -20,17 +20,20 @@ from rag.answering.reader import net
 from rag.answering.reader.features import (
     CHEAP,
     QUESTION_FEATURES,
+    SENTENCE_FEATURES,
     States,
     line_features,
     line_segments,
     question_features,
     sentence_features,
 )
+from rag.answering.reader.joint import JointOutput
 from rag.answering.reader.model import MODEL_DIR, NETS, ReaderModel
 from rag.answering.reader.read import Reader
 from rag.config import Settings
 from rag.evaluation.golden import load_golden
-from rag.evaluation.reader_data import Asked, article_of, ask, cheap_rows, select
+from rag.evaluation.joint_training import cross_fit, describe
+from rag.evaluation.reader_data import Asked, Read, article_of, ask, cheap_rows, select
 from rag.evaluation.reader_report import cross_validated, write_card
 
 FOLDS = 5
@@ -39,18 +42,6 @@ WRONGLY_ABSTAINED = 0.075  # the threshold keeps this share of answerable questi
 HIDDEN = {"rank": 0, "reader": 16, "lines": 8, "answerable": 0}
 EPOCHS = {"rank": 300, "reader": 400, "lines": 300, "answerable": 600}
 LR = {"rank": 0.03, "reader": 0.01, "lines": 0.02, "answerable": 0.03}
-
-
-@dataclass
-class Read:
-    """One candidate set the reader scores: a question, its candidates (indexes into the
-    question's sentences) and what answerability should say."""
-
-    item: int  # index into the asked questions
-    kind: str  # "answerable", "unanswerable", "evidence removed", "off-corpus"
-    candidates: list[int]
-    words: set[str]
-    rows: np.ndarray  # full sentence features of the candidates
 
 
 @dataclass
@@ -66,6 +57,7 @@ class HeldOut:
     reader_scores: list[np.ndarray] = field(default_factory=list)
     fold: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     lines: dict[int, net.Net] = field(default_factory=dict)
+    joint: dict[tuple[int, int], JointOutput] = field(default_factory=dict)
 
 
 def _fit(name: str, x: np.ndarray, y: np.ndarray, seed: int, **kw: Any) -> net.Net:
@@ -248,6 +240,16 @@ def fit_all(
                 reads.append(Read(k, name, candidates, words, rows))
         say(f"candidates read ({time.perf_counter() - started:.0f} s)")
 
+        # 2b. the joint reader, fitted without each fold: its outputs are the reader's features
+        joint, joint_net = cross_fit(items, known, reads, fold, FOLDS, seed, say)
+        column = SENTENCE_FEATURES.index("joint")
+        for r in reads:
+            for row, i in zip(r.rows, r.candidates, strict=True):
+                read = joint.get((r.item, i))
+                if read is not None:
+                    row[column : column + 2] = (read.sentence, read.span)
+        say(f"joint reader fitted ({time.perf_counter() - started:.0f} s)")
+
         # 3. the reader over the candidates
         reader_scores: list[np.ndarray] = [np.zeros(0)] * len(reads)
         read_fold = np.asarray([fold[r.item] for r in reads])
@@ -279,7 +281,13 @@ def fit_all(
                 s = item.sentences[i]
                 if s.positive and len(s.lines) > 1 and any(s.line_labels):
                     st = known[s.text]
-                    found = line_features(item.asked, s.text, st, line_segments(s.text, s.lines))
+                    found = line_features(
+                        item.asked,
+                        s.text,
+                        st,
+                        line_segments(s.text, s.lines),
+                        joint.get((r.item, i)),
+                    )
                     line_blocks.append(
                         (
                             int(fold[r.item]),
@@ -304,6 +312,7 @@ def fit_all(
         if held_out is not None:
             held_out.items, held_out.states, held_out.fold = items, known, fold
             held_out.reads, held_out.reader_scores = reads, reader_scores
+            held_out.joint = joint
 
         # 5. answerability over the reader's (cross-validated) scores
         qx, qy, qkind, qfold = [], [], [], []
@@ -361,6 +370,7 @@ def fit_all(
         say(json.dumps(report, indent=2))
         model_out = ReaderModel(
             {"rank": rank_net, "reader": reader_net, "lines": lines_net, "answerable": answer_net},
+            joint_net,
             round(threshold, 4),
             {},
         )
@@ -371,6 +381,7 @@ def fit_all(
                 name: (f"MLP, one tanh layer of {HIDDEN[name]}" if HIDDEN[name] else "linear")
                 for name in NETS
             },
+            "joint": describe(),
             "cross_validated": report,
             "training_seconds": round(time.perf_counter() - started),
         }

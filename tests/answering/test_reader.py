@@ -190,12 +190,12 @@ def test_answers_go_through_the_reader(corpus_runtime, monkeypatch) -> None:  # 
     flipped = {**model.nets}
     net = flipped["reader"]
     flipped["reader"] = type(net)(net.mean, net.scale, net.w1, net.b1, -net.w2, -net.b2)
-    nets = type(model)(flipped, model.threshold, model.meta)
+    nets = replace(model, nets=flipped)
     monkeypatch.setattr(service.reader, "_model", nets)
     worst = service.read(question).candidates[0]
     assert worst.text != reading.candidates[0].text  # the reader's score decides
 
-    sure = type(model)(model.nets, 1.0, model.meta)  # nothing reaches this confidence
+    sure = replace(model, threshold=1.0)  # nothing reaches this confidence
     monkeypatch.setattr(service.reader, "_model", sure)
     assert service.ask(question, backend="extractive").abstained
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.answering.reader.analysis import KINDS, Question, focus_span, holds_asked
+from rag.answering.reader.joint import JointOutput
 from rag.text import STOPWORDS, content_words
 
 NOVEL_BELOW = 0.6  # a candidate token whose best match in the question is below this is new
@@ -41,6 +42,9 @@ SENTENCE_FEATURES: tuple[str, ...] = (
     "maxsim_content",
     "slot",
     "novel_tokens",
+    # from the joint reader (question and candidate read together)
+    "joint",
+    "joint_span",
 )
 CHEAP = SENTENCE_FEATURES.index("cos_own")  # the first CHEAP features need no model run
 
@@ -54,6 +58,8 @@ LINE_FEATURES: tuple[str, ...] = (
     "first",
     "last",
     "lines",
+    "span",
+    "span_gap",
 )
 
 QUESTION_FEATURES: tuple[str, ...] = (
@@ -71,6 +77,9 @@ QUESTION_FEATURES: tuple[str, ...] = (
     "covered_all",
     "missing_all",
     *(f"kind_{k}" for k in KINDS),
+    "top_joint",
+    "max_joint",
+    "max_span",
 )
 
 
@@ -157,9 +166,10 @@ def sentence_features(
     passage_rank: int,
     passage_score: float,
     states: States | None = None,
+    joint: JointOutput | None = None,
 ) -> list[float]:
     """The features of one candidate sentence (``states``: its own token states, or None
-    for the cheap first pass)."""
+    for the cheap first pass; ``joint``: the joint reader's output for the pair)."""
     q = asked.question
     holds = holds_asked(text, q)
     novel = len(words - q.words)
@@ -179,7 +189,8 @@ def sentence_features(
     if states is None:
         return row + [0.0] * (len(SENTENCE_FEATURES) - CHEAP)
     own = float(asked.states.vector @ states.vector) if asked.states is not None else 0.0
-    return [*row, own, *_token_features(asked, states)]
+    read = [joint.sentence, joint.span] if joint is not None else [0.0, 0.0]
+    return [*row, own, *_token_features(asked, states), *read]
 
 
 def line_segments(text: str, lines: Sequence[str]) -> list[tuple[int, int]]:
@@ -205,10 +216,20 @@ def line_segments(text: str, lines: Sequence[str]) -> list[tuple[int, int]]:
 
 
 def line_features(
-    asked: AskedQuestion, text: str, states: States | None, segments: list[tuple[int, int]]
+    asked: AskedQuestion,
+    text: str,
+    states: States | None,
+    segments: list[tuple[int, int]],
+    joint: JointOutput | None = None,
 ) -> list[list[float]]:
-    """Features of each line of a chosen sentence (``segments``: see :func:`line_segments`)."""
+    """Features of each line of a chosen sentence (``segments``: see :func:`line_segments`;
+    ``joint``: the joint reader's token scores for the sentence)."""
     rows = []
+    spans = [
+        joint.within(states.within(start, end)) if joint is not None and states is not None else 0.0
+        for start, end in segments
+    ]
+    best_span = max(spans, default=0.0)
     total = max(len(states.tokens), 1) if states is not None else 1
     for i, (start, end) in enumerate(segments):
         piece = text[start:end]
@@ -231,6 +252,8 @@ def line_features(
                 float(i == 0),
                 float(i == len(segments) - 1),
                 float(len(segments)),
+                spans[i],
+                spans[i] - best_span,
             ]
         )
     return rows
@@ -270,4 +293,7 @@ def question_features(
         _idf_share(asked.weights, retrieved_words),
         _missing_rare(asked.weights, retrieved_words),
         *(float(q.kind == k) for k in KINDS),
+        best[col["joint"]],
+        max(r[col["joint"]] for r in top_rows),
+        max(r[col["joint_span"]] for r in top_rows),
     ]

@@ -1,5 +1,6 @@
-"""The shipped reader model: four small networks in one ``.npz`` (first-pass ranking of every
-retrieved sentence, the reader of the refined candidates, the line chooser, answerability),
+"""The shipped reader model: five small networks in one ``.npz`` (first-pass ranking of every
+retrieved sentence, the joint reader of question and candidate token states, the reader of
+the refined candidates, the line chooser, answerability),
 described by a JSON file holding its version, its feature names, its abstention threshold
 and the SHA-256 of the ``.npz``.  Both are checked at load: a file that does not match is an
 error that says to run ``make train``, never silently different scores."""
@@ -17,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from rag.answering.reader.features import LINE_FEATURES, QUESTION_FEATURES, SENTENCE_FEATURES
+from rag.answering.reader.joint import JointNet, JointOutput
 from rag.answering.reader.net import Net
 from rag.errors import ReaderModelError
 
-FORMAT = "rag-reader/1"
+FORMAT = "rag-reader/2"
 MODEL_DIR = Path(__file__).parent
 WEIGHTS_FILE = "reader.npz"
 META_FILE = "reader.json"
@@ -45,8 +47,13 @@ def sha256(data: bytes) -> str:
 @dataclass(frozen=True)
 class ReaderModel:
     nets: dict[str, Net]
+    joint: JointNet
     threshold: float  # abstain below this answerability (chosen on training data)
     meta: dict[str, Any]
+
+    def read(self, question: np.ndarray, candidate: np.ndarray) -> JointOutput:
+        """The joint reader's output for a question's and a candidate's token states."""
+        return self.joint.read(question, candidate)
 
     def score(self, net: str, rows: np.ndarray | list[list[float]]) -> np.ndarray:
         x = np.asarray(rows, dtype=np.float64)
@@ -64,6 +71,7 @@ class ReaderModel:
         arrays: dict[str, np.ndarray] = {}
         for name in NETS:
             arrays.update(self.nets[name].arrays(name))
+        arrays.update(self.joint.arrays("joint"))
         buffer = io.BytesIO()
         stored = {k: np.asarray(v, dtype=np.float32) for k, v in sorted(arrays.items())}
         np.savez(buffer, **stored)  # type: ignore[arg-type]
@@ -120,4 +128,4 @@ def _load(folder: Path) -> ReaderModel:
     with np.load(io.BytesIO(data)) as arrays:
         loaded = {k: arrays[k] for k in arrays.files}
     nets = {name: Net.from_arrays(loaded, name) for name in NETS}
-    return ReaderModel(nets, float(meta["threshold"]), meta)
+    return ReaderModel(nets, JointNet.from_arrays(loaded, "joint"), float(meta["threshold"]), meta)

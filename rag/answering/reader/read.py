@@ -20,6 +20,7 @@ from rag.answering.reader.features import (
     question_features,
     sentence_features,
 )
+from rag.answering.reader.joint import JointOutput
 from rag.answering.reader.model import MODEL_DIR, ReaderModel, load_model
 from rag.answering.sentence_vectors import Memo
 from rag.text import content_words
@@ -91,6 +92,12 @@ class Reader:
         idf = self.lexical.idf(content_words(question))
         return AskedQuestion.of(question, idf, self.states([question])[0])
 
+    def joint(self, asked: AskedQuestion, states: States) -> JointOutput | None:
+        """The joint reader's output for the question and a candidate's token states."""
+        if asked.states is None:
+            return None
+        return self.model.read(asked.states.tokens, states.tokens)
+
     def first_pass(
         self, asked: AskedQuestion, items: Sequence[Item]
     ) -> tuple[np.ndarray, list[list[float]]]:
@@ -107,11 +114,16 @@ class Reader:
         self, asked: AskedQuestion, items: Sequence[Item]
     ) -> tuple[np.ndarray, list[list[float]], list[States]]:
         states = self.states([i.text for i in items])
+        joint: list[JointOutput | None] = [None] * len(items)
+        if asked.states is not None:
+            joint = list(
+                self.model.joint.read_many(asked.states.tokens, [s.tokens for s in states])
+            )
         rows = [
             sentence_features(
-                asked, i.text, i.words, i.cos_context, i.passage_rank, i.passage_score, s
+                asked, i.text, i.words, i.cos_context, i.passage_rank, i.passage_score, s, j
             )
-            for i, s in zip(items, states, strict=True)
+            for i, s, j in zip(items, states, joint, strict=True)
         ]
         return self.model.score("reader", rows), rows, states
 
@@ -128,7 +140,8 @@ class Reader:
         if len(lines) <= 1:
             return 0, max(len(lines) - 1, 0)
         states = self.states([text])[0]
-        rows = line_features(asked, text, states, line_segments(text, lines))
+        segments = line_segments(text, lines)
+        rows = line_features(asked, text, states, segments, self.joint(asked, states))
         logits = self.model.score("lines", rows)
         best, confidence = line_confidence(logits)
         if confidence >= narrow_at:
