@@ -34,7 +34,7 @@ from rag.api.jobs.store import JobStore
 from rag.config import Settings, describe_settings, load_settings
 from rag.errors import ConfigError, IndexBusyError, IndexStateError, JobNotFoundError
 from rag.indexing.ingest import IngestReport, Progress
-from tests.api_support import JULY_2000, LiveServer, stop_process, wait_http
+from tests.api_support import LiveServer, stop_process, wait_http
 from tests.conftest import CORPUS, PUTIN_2000, PUTIN_2000_LINES, REPO, free_port, make_runtime
 from tests.ollama_wire import MODEL, july_2000_answer
 
@@ -626,7 +626,10 @@ def test_two_workers_serve_concurrent_clients_during_an_ingest(
         assert job["state"] == "succeeded" and job["files"]["indexed"] == len(TEAM_DOCS), job
 
         assert len(statuses) > 8 and {s for _, s in statuses} == {200}, statuses
-        assert len(answers) == 1 and next(iter(answers)).startswith(JULY_2000[:-1])
+        # one answer from both workers, throughout; which of the corpus's two July-2000 lines
+        # ("…to North Korea…", "…to Pyongyang…") the reader prefers is the model's call
+        assert len(answers) == 1 and "last visit to" in (said := next(iter(answers)))
+        assert "July 2000" in said
         views = set()
         for _ in range(20):
             docs = httpx.get(f"{url}/v1/documents", timeout=30).json()
