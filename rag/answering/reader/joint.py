@@ -7,7 +7,7 @@ layer and a 3-token convolution.  Two outputs: per token, the logit that the tok
 of the answer (its maximum says whether the sentence holds an answer at all, its maximum
 within a line says which line holds it), and per sentence, the logit that the sentence
 answers the question.  Trained in torch (``rag.evaluation.joint_training``); inference here
-is numpy in float64, so scores do not depend on the CPU's kernels beyond rounding.
+is numpy in float32 (no integer kernels: another CPU changes a score by rounding, ~1e-7).
 """
 
 from __future__ import annotations
