@@ -42,7 +42,7 @@ class Pair:
     answer_rows: np.ndarray  # candidate token rows inside a gold answer (positives only)
 
 
-def answer_rows(text: str, answers: Sequence[str], offsets: np.ndarray) -> np.ndarray:
+def answer_rows(text: str, answers: Sequence[str], states: States) -> np.ndarray:
     """Token rows of ``text`` covered by an occurrence of a gold answer (case-insensitive)."""
     lower = text.lower()
     rows: list[np.ndarray] = []
@@ -52,8 +52,7 @@ def answer_rows(text: str, answers: Sequence[str], offsets: np.ndarray) -> np.nd
             continue
         start = lower.find(a)
         while start >= 0:
-            end = start + len(a)
-            rows.append(np.flatnonzero((offsets[:, 0] < end) & (offsets[:, 1] > start)))
+            rows.append(states.within(start, start + len(a)))
             start = lower.find(a, start + 1)
     if not rows:
         return np.zeros(0, dtype=np.int64)
@@ -220,7 +219,7 @@ def pairs_of(
             s = item.sentences[i]
             st = known[s.text]
             rows = (
-                answer_rows(s.text, item.question.answers, st.offsets)
+                answer_rows(s.text, item.question.answers, st)
                 if s.positive
                 else np.zeros(0, dtype=np.int64)
             )

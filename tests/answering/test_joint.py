@@ -3,6 +3,7 @@ tokens are labelled where the gold answer is, and the reader's features carry it
 
 from __future__ import annotations
 
+import re
 from typing import cast
 
 import numpy as np
@@ -62,11 +63,12 @@ def test_numpy_inference_equals_the_trained_torch_network() -> None:
 def test_answer_tokens_are_where_the_gold_answer_is() -> None:
     text = "Putin will travel to Vietnam next, and Vietnam welcomes him."
     # one token per word, by character ranges
-    offsets = np.asarray([[m.start(), m.end()] for m in __import__("re").finditer(r"\w+", text)])
-    rows = answer_rows(text, ["vietnam", "  "], offsets)
+    offsets = np.asarray([[m.start(), m.end()] for m in re.finditer(r"\w+", text)])
+    states = States(np.zeros(384), np.zeros((len(offsets), 384)), offsets)
+    rows = answer_rows(text, ["vietnam", "  "], states)
     words = [text[a:b] for a, b in offsets[rows]]
     assert words == ["Vietnam", "Vietnam"]
-    assert len(answer_rows(text, ["Laos"], offsets)) == 0
+    assert len(answer_rows(text, ["Laos"], states)) == 0
 
 
 def test_the_reader_features_carry_the_joint_readers_output(embedder) -> None:  # type: ignore[no-untyped-def]
