@@ -83,7 +83,7 @@ def test_the_reader_features_carry_the_joint_readers_output(embedder) -> None:  
     _, rows, states = reader.second_pass(asked, items)
     column = SENTENCE_FEATURES.index("joint")
     for row, st in zip(rows, states, strict=True):
-        out = reader.model.read(asked.states.tokens, st.tokens)  # type: ignore[union-attr]
+        out = reader.model.joint.read(asked.states.tokens, st.tokens)  # type: ignore[union-attr]
         assert row[column] == pytest.approx(out.sentence)
         assert row[column + 1] == pytest.approx(out.span)
     # what it reads matters: the sentence naming the country asked for is rated higher

@@ -22,6 +22,7 @@ DIM = 384  # MiniLM's token states
 WIDTH = 48  # the network's own width
 MAX_TOKENS = 96  # candidate tokens read (a longer sentence is cut)
 MAX_QUESTION = 40
+ABSENT = -20.0  # the logit given where there is nothing to read (no tokens, no question)
 NAMES = (
     "pq",
     "bq",
@@ -47,13 +48,13 @@ class JointOutput:
 
     @property
     def span(self) -> float:
-        """The best token's logit (no tokens: very low)."""
-        return float(self.tokens.max()) if len(self.tokens) else -20.0
+        """The best token's logit (no tokens: ABSENT)."""
+        return float(self.tokens.max()) if len(self.tokens) else ABSENT
 
     def within(self, rows: np.ndarray) -> float:
-        """The best token logit among ``rows`` (-20 if none)."""
+        """The best token logit among ``rows`` (ABSENT if none)."""
         rows = rows[rows < len(self.tokens)]
-        return float(self.tokens[rows].max()) if len(rows) else -20.0
+        return float(self.tokens[rows].max()) if len(rows) else ABSENT
 
 
 def _relu(x: np.ndarray) -> np.ndarray:
@@ -96,7 +97,7 @@ class JointNet:
         cut = [c[:MAX_TOKENS] for c in candidates]
         sizes = np.asarray([len(c) for c in cut], dtype=np.int64)
         if not len(q) or not sizes.sum():
-            return [JointOutput(-20.0, np.full(n, -20.0)) for n in sizes]
+            return [JointOutput(ABSENT, np.full(n, ABSENT)) for n in sizes]
         # all candidate tokens, in order, in one array (float32: half the memory traffic;
         # scores move by ~1e-6 against float64, far inside every margin)
         s = np.concatenate([c for c in cut if len(c)], axis=0, dtype=np.float32)
@@ -149,5 +150,5 @@ class JointNet:
                     )
                 )
             else:
-                out.append(JointOutput(-20.0, np.zeros(0)))
+                out.append(JointOutput(ABSENT, np.zeros(0)))
         return out

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from rag.answering.reader.features import LINE_FEATURES, QUESTION_FEATURES, SENTENCE_FEATURES
-from rag.answering.reader.joint import JointNet, JointOutput
+from rag.answering.reader.joint import JointNet
 from rag.answering.reader.net import Net
 from rag.errors import ReaderModelError
 
@@ -50,10 +50,6 @@ class ReaderModel:
     joint: JointNet
     threshold: float  # abstain below this answerability (chosen on training data)
     meta: dict[str, Any]
-
-    def read(self, question: np.ndarray, candidate: np.ndarray) -> JointOutput:
-        """The joint reader's output for a question's and a candidate's token states."""
-        return self.joint.read(question, candidate)
 
     def score(self, net: str, rows: np.ndarray | list[list[float]]) -> np.ndarray:
         x = np.asarray(rows, dtype=np.float64)

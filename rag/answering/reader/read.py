@@ -96,7 +96,7 @@ class Reader:
         """The joint reader's output for the question and a candidate's token states."""
         if asked.states is None:
             return None
-        return self.model.read(asked.states.tokens, states.tokens)
+        return self.model.joint.read(asked.states.tokens, states.tokens)
 
     def first_pass(
         self, asked: AskedQuestion, items: Sequence[Item]
