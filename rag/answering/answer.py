@@ -21,6 +21,7 @@ from rag.answering.citations import (
     format_evidence_lines,
 )
 from rag.answering.reader.features import AskedQuestion
+from rag.answering.reader.joint import JointOutput
 from rag.answering.reader.read import REFINE, Reader
 from rag.answering.retrieval import Retrieved, Retriever
 from rag.answering.sentence_vectors import SentenceVectors
@@ -116,7 +117,7 @@ class AnswerService:
         refined: list[Candidate] = []
         confidence = 0.0
         if top:
-            scores, rows, _ = self.reader.second_pass(asked, [c.item() for c in top])
+            scores, rows, _, joint = self.reader.second_pass(asked, [c.item() for c in top])
             order = sorted(
                 range(len(top)),
                 key=lambda i: (-scores[i], top[i].passage.chunk.path, top[i].start_line),
@@ -134,7 +135,7 @@ class AnswerService:
                 [rows[i] for i in order],
                 words,
             )
-            refined[0] = self._narrow(asked, refined[0])
+            refined[0] = self._narrow(asked, refined[0], joint[order[0]])
         passages = pool.passages[:k]
         if rerank:
             best: dict[str, tuple[int, float]] = {}
@@ -156,12 +157,14 @@ class AnswerService:
         found = Retrieved(passages, pool.vector, pool.best_dense)
         return Reading(found, asked, refined + rest, confidence)
 
-    def _narrow(self, asked: AskedQuestion, best: Candidate) -> Candidate:
+    def _narrow(
+        self, asked: AskedQuestion, best: Candidate, joint: JointOutput | None
+    ) -> Candidate:
         """The candidate, its citation narrowed to the line(s) that hold the answer."""
         lines = [
             t for n, t in chunk_lines(best.passage.chunk) if best.start_line <= n <= best.end_line
         ]
-        first, last = self.reader.best_lines(asked, best.text, lines)
+        first, last = self.reader.best_lines(asked, best.text, lines, joint=joint)
         return replace(best, cite_start=best.start_line + first, cite_end=best.start_line + last)
 
     def relevant(self, question: str, found: Retrieved) -> bool:

@@ -80,11 +80,12 @@ def test_the_reader_features_carry_the_joint_readers_output(embedder) -> None:  
         "After North Korea, Putin travels to Vietnam.",
     ]
     items = [Item(t, frozenset(t.lower().split()), 0.5, 0, 1.0) for t in texts]
-    _, rows, states = reader.second_pass(asked, items)
+    _, rows, states, joint = reader.second_pass(asked, items)
     column = SENTENCE_FEATURES.index("joint")
-    for row, st in zip(rows, states, strict=True):
+    for row, st, given in zip(rows, states, joint, strict=True):
         out = reader.model.joint.read(asked.states.tokens, st.tokens)  # type: ignore[union-attr]
         assert row[column] == pytest.approx(out.sentence)
         assert row[column + 1] == pytest.approx(out.span)
+        assert given is not None and given.sentence == pytest.approx(out.sentence)
     # what it reads matters: the sentence naming the country asked for is rated higher
     assert rows[1][column] > rows[0][column] + 0.5

@@ -112,7 +112,9 @@ class Reader:
 
     def second_pass(
         self, asked: AskedQuestion, items: Sequence[Item]
-    ) -> tuple[np.ndarray, list[list[float]], list[States]]:
+    ) -> tuple[np.ndarray, list[list[float]], list[States], list[JointOutput | None]]:
+        """The reader's scores of ``items``, their features, token states and the joint
+        reader's outputs (for the line chooser of the one chosen)."""
         states = self.states([i.text for i in items])
         joint: list[JointOutput | None] = [None] * len(items)
         if asked.states is not None:
@@ -125,7 +127,7 @@ class Reader:
             )
             for i, s, j in zip(items, states, joint, strict=True)
         ]
-        return self.model.score("reader", rows), rows, states
+        return self.model.score("reader", rows), rows, states, joint
 
     def best_lines(
         self,
@@ -133,15 +135,19 @@ class Reader:
         text: str,
         lines: Sequence[str],
         narrow_at: float = NARROW_CONFIDENCE,
+        joint: JointOutput | None = None,
     ) -> tuple[int, int]:
         """Which of ``lines`` (those the sentence spans, 0-based) to cite: (first, last).  The
         line chooser's best line when its confidence reaches ``narrow_at``, else the range of
-        its two best lines (a one-line citation misses whenever the chooser is wrong)."""
+        its two best lines (a one-line citation misses whenever the chooser is wrong).
+        ``joint``: the joint reader's output for ``text``, when the second pass made it."""
         if len(lines) <= 1:
             return 0, max(len(lines) - 1, 0)
         states = self.states([text])[0]
         segments = line_segments(text, lines)
-        rows = line_features(asked, text, states, segments, self.joint(asked, states))
+        if joint is None:
+            joint = self.joint(asked, states)
+        rows = line_features(asked, text, states, segments, joint)
         logits = self.model.score("lines", rows)
         best, confidence = line_confidence(logits)
         if confidence >= narrow_at:
