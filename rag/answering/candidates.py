@@ -31,6 +31,7 @@ class Candidate:
     pool_score: float = 0.0  # its passage's fused score over the best one's
     cite_start: int = 0
     cite_end: int = 0
+    short: str = ""  # the short answer inside the cited lines (the cross reader's span)
 
     def evidence(self) -> Evidence:
         return Evidence(
@@ -77,6 +78,9 @@ class Reading:
     asked: AskedQuestion
     candidates: list[Candidate]  # best first: the refined ones, then the rest
     confidence: float
+    signals: tuple[float, ...] = ()  # the answerability features (cross_read.FEATURES)
+    # (relevance, second-pass score) of each cross-read candidate, as candidates[:len(cross)]
+    cross: tuple[tuple[float, float], ...] = ()
 
 
 def unit_score(score: float) -> float:
@@ -85,5 +89,6 @@ def unit_score(score: float) -> float:
 
 
 def tiered(best: tuple[int, float] | None) -> tuple[int, float]:
-    """Sort key of a passage: read by the reader first, then higher score first."""
-    return (2, 0.0) if best is None else (best[0], -best[1])
+    """Sort key of a passage: by the tier of its best sentence (cross-read, read twice,
+    read once), then higher score first."""
+    return (3, 0.0) if best is None else (best[0], -best[1])
