@@ -75,7 +75,7 @@ clean: ## Remove the indexes (embedded and run-server's) and caches (keeps .venv
 	rm -rf data/index data/index-server data/chroma-server data/chroma-server.log data/models .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
 TRAIN_DATA ?= ../shared/benchmarks/squad-train
-train: install ## Re-train the reader (rag/answering/reader/) on SQuAD training articles (TRAIN_DATA); ~20 min
+train: install ## Re-train the readers (rag/answering/reader/) on SQuAD training articles (TRAIN_DATA); ~1.5 h, resumable
 	$(BIN)/rag train --data $(TRAIN_DATA)
 
 eval: install ## Evaluate on eval/golden.jsonl (extractive) against eval/baseline.json

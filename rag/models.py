@@ -148,6 +148,11 @@ class Answer(BaseModel):
     question: str
     answer: str
     citations: list[Citation] = Field(default_factory=list)
+    short_answer: str | None = Field(
+        None,
+        description="The few words that answer, read from the cited lines (extractive; null "
+        "when rag abstains, a model wrote the answer or no short answer was found).",
+    )
     abstained: bool = False
     query: str | None = Field(
         None,

@@ -20,6 +20,8 @@ from rag.answering.citations import (
     format_evidence,
     format_evidence_lines,
 )
+from rag.answering.cross_read import Calibration, cross_read
+from rag.answering.reader.cross import CrossReader
 from rag.answering.reader.features import AskedQuestion
 from rag.answering.reader.joint import JointOutput
 from rag.answering.reader.read import REFINE, Reader
@@ -63,6 +65,8 @@ class AnswerService:
         self.meaning = SentenceVectors(embedder, retriever.lexical)
         self.reader = Reader(embedder, retriever.lexical)
         self.reader.model  # noqa: B018  (checked now: a bad model file fails at start)
+        self.cross = CrossReader()  # checked now too (its checksums)
+        self.calibration = Calibration.of(self.cross.meta)
 
     def backend(self, name: str | None) -> Choice:
         """The named backend, built once (a lock: two first requests load one model)."""
@@ -77,7 +81,9 @@ class AnswerService:
     def abstain_below(self) -> float:
         """The confidence below which rag abstains: RAG_ABSTAIN_BELOW, else the reader's."""
         chosen = self.settings.abstain_below
-        return self.reader.threshold if chosen is None else chosen
+        if chosen is not None:
+            return chosen
+        return self.calibration.threshold if self.calibration else self.reader.threshold
 
     # -- retrieval and reading ---------------------------------------------
     def retrieve(
@@ -116,6 +122,9 @@ class AnswerService:
         top = ranked[:REFINE]
         refined: list[Candidate] = []
         confidence = 0.0
+        read = 0
+        signals: tuple[float, ...] = ()
+        cross: tuple[tuple[float, float], ...] = ()
         if top:
             scores, rows, _, joint = self.reader.second_pass(asked, [c.item() for c in top])
             order = sorted(
@@ -135,11 +144,25 @@ class AnswerService:
                 [rows[i] for i in order],
                 words,
             )
-            refined[0] = self._narrow(asked, refined[0], joint[order[0]])
+            crossed = cross_read(self.cross, self.calibration, question, refined, confidence)
+            refined, read, confidence = crossed.candidates, crossed.read, crossed.confidence
+            signals = tuple(crossed.row)
+            cross = tuple(
+                (o.relevance, f) for o, f in zip(crossed.outputs, crossed.first_scores, strict=True)
+            )
+            if not refined[0].short:  # no short answer: the line chooser narrows the citation
+                lead = refined[0]
+                first = next(
+                    i
+                    for i in order
+                    if (top[i].passage.chunk.id, top[i].start_line)
+                    == (lead.passage.chunk.id, lead.start_line)
+                )
+                refined[0] = self._narrow(asked, lead, joint[first])
         passages = pool.passages[:k]
         if rerank:
             best: dict[str, tuple[int, float]] = {}
-            for tier, group in ((0, refined), (1, ranked[REFINE:])):
+            for tier, group in ((0, refined[:read]), (1, refined[read:]), (2, ranked[REFINE:])):
                 for c in group:
                     best.setdefault(c.passage.chunk.id, (tier, c.score))
             chosen = sorted(
@@ -155,7 +178,7 @@ class AnswerService:
         if merge:
             passages = self.retriever.merge_neighbours(passages)
         found = Retrieved(passages, pool.vector, pool.best_dense)
-        return Reading(found, asked, refined + rest, confidence)
+        return Reading(found, asked, refined + rest, confidence, signals, cross)
 
     def _narrow(
         self, asked: AskedQuestion, best: Candidate, joint: JointOutput | None
@@ -269,6 +292,7 @@ class AnswerService:
             if choice.llm is None:
                 best = candidates[0]
                 answer.answer, answer.citations = best.cited_text(), [best.citation()]
+                answer.short_answer = best.short or None
                 answer.abstained = False
             else:
                 self._generate(answer, choice, passages, candidates, on_token, on_progress)

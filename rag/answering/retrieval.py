@@ -4,7 +4,7 @@ with neighbouring chunks of one file merged into one passage."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -49,6 +49,8 @@ class Retriever:
         self.embedder = embedder
         self.store = store
         self.lexical = lexical
+        # Chunks never returned, as if they were not indexed (``rag eval --drop-evidence``).
+        self.exclude: Callable[[Chunk], bool] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
 
@@ -76,6 +78,9 @@ class Retriever:
             dense = self.store.query(vector, depth, docs)
         finally:
             lexical = keywords.result() if keywords is not None else []
+        if self.exclude is not None:
+            dense = [p for p in dense if not self.exclude(p.chunk)]
+            lexical = [(c, s) for c, s in lexical if not self.exclude(c)]
         chunks = {p.chunk.id: p.chunk for p in dense}
         rankings = [[p.chunk.id for p in dense]]
         if keywords is not None:

@@ -41,6 +41,15 @@ def eval_command(
             "questions count as unanswerable, measuring off-corpus abstention."
         ),
     ] = None,
+    drop_evidence: Annotated[
+        bool,
+        typer.Option(
+            "--drop-evidence",
+            help="Ask each answerable question as if the passage it was written from (its "
+            "`context` lines, else its evidence) were not indexed, and count it unanswerable: "
+            "abstention when the topic is there and the answer is not.",
+        ),
+    ] = False,
 ) -> None:
     """Run the golden questions, score retrieval, citations, answers and abstention."""
     from rich.console import Console
@@ -56,7 +65,12 @@ def eval_command(
 
         raise InputError("--drop needs --corpus", "add --corpus FOLDER (the index is rebuilt)")
     config = EvalConfig(
-        golden=golden, corpus=corpus, backend=backend, top_k=top_k, drop=tuple(drop or ())
+        golden=golden,
+        corpus=corpus,
+        backend=backend,
+        top_k=top_k,
+        drop=tuple(drop or ()),
+        drop_evidence=drop_evidence,
     )
     before = load_baseline(baseline) if baseline and not update_baseline else None
     columns = ("questions", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

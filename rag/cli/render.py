@@ -45,6 +45,7 @@ REPLACEMENT = "\ufffd"
 
 STYLE = {
     "answer": "bold",
+    "short": "bold green",
     "abstained": "yellow",
     "marker": "cyan",
     "anchor": "cyan",
@@ -137,6 +138,9 @@ def answer_view(answer: Answer, *, numbered: bool, footer: str | None = None) ->
     where ``/open 1`` refers to them); otherwise markers become ``[path:L14]`` (``rag ask``).
     """
     out = Text()
+    if answer.short_answer and not answer.abstained:
+        out.append(sanitize(answer.short_answer), STYLE["short"])
+        out.append("\n")
     body = sanitize(answer.answer)
     style = STYLE["abstained"] if answer.abstained else STYLE["answer"]
     position = 0

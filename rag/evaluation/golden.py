@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.errors import InputError
@@ -18,6 +18,7 @@ class GoldenQuestion:
     answers: list[str]
     answerable: bool
     evidence: list[Range]
+    context: list[Range] = field(default_factory=list)  # the passage it was written from
 
 
 def _ranges(raw: object, where: str) -> list[Range]:
@@ -48,6 +49,7 @@ def load_golden(path: Path) -> list[GoldenQuestion]:
                 answers=[str(a) for a in row["answers"]],
                 answerable=bool(row["answerable"]),
                 evidence=_ranges(row.get("evidence", []), "evidence"),
+                context=_ranges(row.get("context", []), "context"),
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise InputError(

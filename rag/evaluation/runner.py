@@ -32,6 +32,7 @@ class EvalConfig:
     backend: str
     top_k: int
     drop: tuple[str, ...] = ()  # corpus files left out of the index: their questions are off-corpus
+    drop_evidence: bool = False  # each answerable question asked without its passage: unanswerable
 
 
 @dataclass
@@ -51,6 +52,7 @@ def question_row(q: GoldenQuestion, runtime: Runtime, backend: str, top_k: int) 
     retrieved = [m.Range(p.chunk.path, p.chunk.start_line, p.chunk.end_line) for p in passages]
     cited = [m.Range(c.path, c.start_line, c.end_line) for c in answer.citations]
     text = _MARKER.sub("", answer.answer).strip() if not answer.abstained else ""
+    short = (answer.short_answer or text) if not answer.abstained else ""  # what EM/F1 judge
     score = m.citation_scores(cited, q.evidence)
     rank = m.hit_rank(retrieved, q.evidence) if q.answerable else None
     return {
@@ -59,13 +61,14 @@ def question_row(q: GoldenQuestion, runtime: Runtime, backend: str, top_k: int) 
         "answerable": q.answerable,
         "gold": q.answers,
         "answer": answer.answer,
+        "short_answer": answer.short_answer,
         "abstained": answer.abstained,
         "confidence": answer.confidence,
         "citations": [c.model_dump(exclude={"quote"}) for c in answer.citations],
         "retrieved": [f"{r.file}:{r.start_line}-{r.end_line}" for r in retrieved],
         "hit_rank": rank,
-        "exact_match": m.exact_match(text, q.answers) if q.answerable else None,
-        "f1": m.token_f1(text, q.answers) if q.answerable else None,
+        "exact_match": m.exact_match(short, q.answers) if q.answerable else None,
+        "f1": m.token_f1(short, q.answers) if q.answerable else None,
         "contains": m.contains_answer(text, q.answers) if q.answerable else None,
         "citation": {
             "cited": score.cited,
@@ -122,6 +125,22 @@ def _drop_collections(runtime: Runtime) -> None:
             runtime.stores(gen)[0].drop()
     except Exception as exc:  # never hide the evaluation's own result
         log.warning("could not remove the evaluation's collections from the server: %s", exc)
+
+
+def without_evidence(q: GoldenQuestion) -> tuple[GoldenQuestion, Callable[[Any], bool] | None]:
+    """The question as asked of the index without the passage it was written from (its
+    ``context``, else its evidence lines): unanswerable, and which chunks to hide."""
+    if not q.answerable:
+        return q, None
+    hidden = [(r.file, r.start_line, r.end_line) for r in (q.context or q.evidence)]
+
+    def exclude(chunk: Any) -> bool:
+        return any(
+            chunk.path == f and chunk.start_line <= e and chunk.end_line >= s
+            for f, s, e in hidden
+        )
+
+    return replace(q, answerable=False, answers=[], evidence=[]), exclude
 
 
 def off_corpus(q: GoldenQuestion, dropped: tuple[str, ...]) -> GoldenQuestion:
@@ -185,11 +204,20 @@ def run_eval(
             "corpus_sha256": corpus_hash(settings.corpus_dir),
             "exact_search": True,
             "dropped": list(config.drop),
+            "drop_evidence": config.drop_evidence,
             "abstain_below": runtime.answer_service.abstain_below,
         }
         try:
+            retriever = runtime.answer_service.retriever
             for done, q in enumerate(questions, start=1):
-                run.rows.append(question_row(q, runtime, config.backend, config.top_k))
+                exclude = None
+                if config.drop_evidence:
+                    q, exclude = without_evidence(q)
+                retriever.exclude = exclude
+                try:
+                    run.rows.append(question_row(q, runtime, config.backend, config.top_k))
+                finally:
+                    retriever.exclude = None
                 if on_progress:
                     on_progress(done, len(questions))
         except KeyboardInterrupt:

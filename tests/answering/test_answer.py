@@ -42,6 +42,14 @@ def test_extractive_answer_cites_the_line_that_says_2000(corpus_runtime: Runtime
     assert answer.timings.total_ms >= answer.timings.retrieval_ms > 0
 
 
+def test_the_short_answer_is_read_from_the_cited_line(corpus_runtime: Runtime) -> None:
+    answer = corpus_runtime.answer_service.ask(PUTIN_2000, backend="extractive")
+    assert answer.short_answer is not None and "2000" in answer.short_answer
+    assert len(answer.short_answer) < len(answer.answer) / 2
+    quoted = " ".join(" ".join(c.quote.split()) for c in answer.citations)
+    assert answer.short_answer in quoted
+
+
 def test_question_the_corpus_cannot_answer(corpus_runtime: Runtime) -> None:
     answer = corpus_runtime.answer_service.ask(OFF_TOPIC, backend="extractive")
     assert answer.abstained and answer.answer == ABSTAIN_TEXT and answer.citations == []

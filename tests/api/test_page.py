@@ -269,6 +269,7 @@ def test_ask_stream_and_open_the_first_citation(tab: Page) -> None:
     page = tab.page
     turn = tab.ask(PUTIN_2000, 1)
     assert turn.locator(".answer-text").inner_text().strip()
+    assert "2000" in turn.locator(".short-answer").inner_text()  # the short answer, above it
     meta = turn.locator(".meta").last.inner_text()
     assert "extractive" in meta and "confidence" in meta and "ms" in meta
     chip = turn.locator(".chip").first

@@ -402,6 +402,7 @@
         body.append(sourcesList(done.sources));
       }
     } else {
+      if (done.short_answer) body.append(el("p", { class: "short-answer", text: done.short_answer }));
       body.append(answerText(done.answer));
       const claimOf = claims(done.answer);
       const chips = el("div", { class: "chips", role: "list", "aria-label": "Citations" });
