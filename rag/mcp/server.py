@@ -4,8 +4,8 @@ Built with the official Python SDK (``mcp``) over :class:`rag.mcp.tools.Tools`; 
 stdio by `rag mcp` (:mod:`rag.mcp.stdio`) and over streamable HTTP at ``/mcp`` by `rag serve`
 (:mod:`rag.mcp.http`).  Every tool has a description an agent can act on, an input schema
 (the HTTP API's limits) and structured output.  A failure is a tool error (``isError``)
-whose text is the message and the hint, and whose structured content is
-``{"error": {code, message, hint}}``, as the HTTP API's errors are: never a crashed server.
+whose text is the message and the hint, with ``{code, message, hint}`` (the HTTP API's error
+object) in its ``_meta``: never a crashed server.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ T = TypeVar("T")
 
 DOCUMENT_URI = "rag://documents/{+path}"
 LISTED_RESOURCES = 1000  # documents resources/list names (list_documents pages through all)
+ERROR_META = "rag/error"  # a tool error's {code, message, hint}, as the HTTP API's errors
 READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, openWorldHint=False)
 # Hints written for HTTP callers, said the way an MCP client does it.
 HINT_WORDS = {
@@ -91,13 +92,15 @@ def _hint(text: str) -> str:
 
 
 def error_result(exc: RagError) -> CallToolResult:
-    """A tool error: the message and hint as text, and the HTTP API's error object."""
+    """A tool error: the message and the hint as its text; the HTTP API's error object
+    (code, message, hint) in its ``_meta`` under ``ERROR_META``.  No structured content:
+    clients check that against the tool's output schema, errors too (the TypeScript SDK)."""
     hint = _hint(exc.hint)
     text = f"{exc.message}\nhint: {hint}" if hint else exc.message
     return CallToolResult(
         content=[TextContent(type="text", text=text)],
-        structured_content={"error": {"code": exc.code, "message": exc.message, "hint": hint}},
         is_error=True,
+        meta={ERROR_META: {"code": exc.code, "message": exc.message, "hint": hint}},
     )
 
 

@@ -147,8 +147,8 @@ def test_an_mcp_client_giving_up_on_ask_stops_the_generation(env: Env) -> None:
     assert env.fake.written[first] < env.fake.slow_tokens, "the model kept generating"
     assert env.metric('rag_llm_stopped_total{reason="disconnect"}') == stopped + 1
     assert not answered.is_error and "July 2000" in answered.structured_content["answer"]
-    assert failed.is_error and failed.structured_content["error"]["code"] == "model_not_found"
-    assert "ollama pull" in failed.structured_content["error"]["hint"]
+    assert failed.is_error and failed.meta["rag/error"]["code"] == "model_not_found"
+    assert "ollama pull" in failed.meta["rag/error"]["hint"]
 
 
 def test_model_failing_mid_stream_is_an_error_event(env: Env) -> None:

@@ -20,8 +20,10 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, TextContent, TextResourceContents
 
+from rag.mcp.server import ERROR_META
 from tests.api_support import RAG, assert_citations_resolve
 from tests.conftest import OFF_TOPIC, PUTIN_2000, PUTIN_2000_LINES, sed_lines
 from tests.mcp.conftest import KEY, LONG, SHORT_LINES, Served
@@ -66,10 +68,12 @@ def data(result: CallToolResult) -> dict[str, Any]:
 
 
 def refused(result: CallToolResult, code: str) -> dict[str, str]:
-    """The error of a call that failed as a tool error: message and hint, no traceback."""
+    """The error of a call that failed as a tool error: message and hint as its text, the
+    API's error object in its _meta, no structured content (clients would check it against
+    the output schema), no traceback, no echo of the arguments."""
     assert result.is_error, result.structured_content
-    assert result.structured_content is not None, result.content
-    error: dict[str, str] = result.structured_content["error"]
+    assert result.structured_content is None and result.meta is not None, result
+    error: dict[str, str] = result.meta[ERROR_META]
     assert error["code"] == code, error
     assert error["message"] and error["hint"]
     first = result.content[0]
@@ -245,9 +249,9 @@ def test_http_needs_the_key_and_sessions_share_the_server(
         async with http(served.url, key=None) as client:
             await client.list_tools()
 
-    with pytest.raises(BaseException) as raised:
+    with pytest.raises(BaseException) as raised:  # the client cannot even list the tools
         run(without_key)
-    assert any("401" in str(e) for e in leaves(raised.value)), repr(raised.value)
+    assert any(isinstance(e, MCPError) for e in leaves(raised.value)), repr(raised.value)
 
     async def one() -> dict[str, Any]:
         async with http(served.url) as client:

@@ -96,10 +96,10 @@ def test_typescript_client_over_stdio(served: Served, tmp_path: Path) -> None:
     assert abstained["abstained"] and abstained["sources"] and not abstained["citations"]
 
     assert got["emptyQuestion"]["isError"] is True
-    assert got["emptyQuestion"]["structuredContent"]["error"]["code"] == "bad_input"
+    assert got["emptyQuestion"]["_meta"]["rag/error"]["code"] == "bad_input"
     traversal = got["traversal"]
-    assert traversal["isError"] is True
-    assert traversal["structuredContent"]["error"]["code"] == "path_not_allowed"
+    assert traversal["isError"] is True and "structuredContent" not in traversal
+    assert traversal["_meta"]["rag/error"]["code"] == "path_not_allowed"
     assert "hint: " in traversal["content"][0]["text"]
 
     cited = answer["citations"][0]
