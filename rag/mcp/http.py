@@ -4,7 +4,9 @@ The route sits behind the app's own middleware: the Host check, the API key (Bea
 X-API-Key, as every route but the public ones) and the body limit; so the SDK's own
 DNS-rebinding check is off (the app's Host check does that job, with RAG_TRUSTED_HOSTS).
 Its tools use the app's Services: the one Runtime, loaded once, shared by every session and
-by the HTTP routes.
+by the HTTP routes.  With several worker processes (`rag serve --workers N`) a session's
+requests may reach different workers, so the server is then stateless (every request stands
+alone); with one it keeps sessions.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def mount_mcp(app: FastAPI, services: Services) -> Callable[[], AbstractAsyncCon
         streamable_http_path=MCP_PATH,
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         max_request_body_size=int(settings.max_body_mb * 2**20),
+        stateless_http=settings.workers > 1,
         host=settings.host,
     )
     app.router.routes.extend(sub.routes)
