@@ -28,7 +28,7 @@ from rag.answering.answer import AnswerService
 from rag.api.asking import collect, in_thread, search_passages
 from rag.api.deps import Services
 from rag.api.documents import DocumentInfo
-from rag.api.lines import MAX_SPAN, DocumentLines, document_lines
+from rag.api.lines import MAX_SPAN, DocumentLines, Line, document_lines
 from rag.api.readiness import readiness
 from rag.api.routes.ask import start_run
 from rag.api.schemas import DOC_PATH, AskRequest, Prefix, Readiness, SearchRequest, SearchResponse
@@ -38,6 +38,7 @@ from rag.models import Answer
 log = logging.getLogger(__name__)
 
 OUTPUT_CHARS = 40_000  # about 10k tokens: what agents (Claude Code...) take without a warning
+LINE_CHARS = OUTPUT_CHARS // 2
 READ_WINDOW = 200  # lines read_lines returns when no end_line is given
 PAGE = 100  # documents per list_documents call
 M = TypeVar("M", bound=BaseModel)
@@ -214,6 +215,7 @@ class Tools:
         deadline, timeout = self._deadline()
         got = await in_thread(deadline, timeout, self._lines, given.path, start, end)
         result = Lines.model_validate(got.model_dump())
+        _clip(result.lines)
         kept = _fits(result.lines)
         if kept < len(result.lines):
             result.lines = result.lines[:kept]
@@ -251,6 +253,7 @@ class Tools:
         """The document's numbered lines (``   12  text``), cut at the output limit."""
         deadline, timeout = self._deadline()
         got = await in_thread(deadline, timeout, self._lines, path, 1, MAX_SPAN)
+        _clip(got.lines)
         kept = _fits(got.lines)
         width = len(str(got.total))
         text = "\n".join(f"{line.number:>{width}}  {line.text}" for line in got.lines[:kept])
@@ -268,6 +271,13 @@ class Tools:
             return [d.path for d in self.services.documents.documents()][:limit]
         except RagError:
             return []
+
+
+def _clip(lines: list[Line]) -> None:
+    """A line longer than half the output limit (minified code, a table in one line) is cut."""
+    for line in lines:
+        if len(line.text) > LINE_CHARS:
+            line.text = f"{line.text[:LINE_CHARS]} [... cut: {len(line.text)} characters]"
 
 
 def _fits(lines: list[Any], budget: int = OUTPUT_CHARS) -> int:
