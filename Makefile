@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run run-server serve chat ingest ask test test-slow lint format clean eval eval-update bench train
+.PHONY: help install browser node mcp-js run run-server serve chat ingest ask test test-slow lint format clean eval eval-update bench train
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-11s %s\n", $$1, $$2}'
@@ -27,6 +27,23 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser: ## Install headless Chromium (Debian's) for the page's browser tests, if missing
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 	@/usr/bin/chromium --version
+
+# Debian's nodejs and npm run the MCP tests' second client, the official TypeScript SDK
+# (tests/mcp_js: package.json and package-lock.json; node_modules is not committed).
+JS_DIR   := tests/mcp_js
+JS_STAMP := $(JS_DIR)/node_modules/.installed
+node: ## Install Debian's nodejs and npm (the MCP tests' TypeScript client), if missing
+	@command -v node >/dev/null && command -v npm >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y nodejs npm; }
+	@node --version
+
+$(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else \
+		echo "npm is missing (make node installs it): the TypeScript MCP client's tests skip (fail under CI)"; \
+	fi
+
+mcp-js: $(JS_STAMP) ## The TypeScript MCP client the tests use (npm ci in tests/mcp_js)
 
 run: install ## Ingest data/corpus if missing or stale, then serve the page and API on 127.0.0.1:8000
 	$(BIN)/rag ingest --if-stale
@@ -57,7 +74,7 @@ ingest: install ## Re-ingest data/corpus
 ask: install ## Ask a question: make ask Q="When did Putin last visit North Korea?"
 	$(BIN)/rag ask "$(Q)"
 
-test: install ## Run the test suite (all but the minutes-long `slow` ones)
+test: install mcp-js ## Run the test suite (all but the minutes-long `slow` ones)
 	$(BIN)/pytest -m "not slow"
 
 test-slow: install ## Run the slow suites (kill -9 property test); CI runs these too

@@ -8,7 +8,8 @@ Layers, lowest first (a module imports from its own layer or below):
 1. adapters
 2. indexing, answering (which never import each other: they meet in the runtime and front ends)
 3. runtime, evaluation
-4. api, cli, integrations (rag used from other frameworks)
+4. api, cli, mcp (the MCP server: the API's services for agents), integrations (rag used
+   from other frameworks)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ PARTS = [  # (prefix, layer)
     ("rag.evaluation", 3),
     ("rag.api", 4),
     ("rag.cli", 4),
+    ("rag.mcp", 4),
     ("rag.integrations", 4),
 ]
 APART = {("rag.indexing", "rag.answering"), ("rag.answering", "rag.indexing")}

@@ -39,6 +39,7 @@ from rag.api.routes import router
 from rag.api.routes.page import PAGE_ROUTES
 from rag.config import Settings
 from rag.errors import RagError
+from rag.mcp.http import MCP_PATH, mount_mcp
 from rag.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ DESCRIPTION = """Question answering over your own files; every answer cites file
   numbered lines around a citation).
 * `GET /` is a web page over this API (ask, read citations, manage documents).
 * `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus).
+* `/mcp`: the same tools for agents over the Model Context Protocol (streamable HTTP: `ask`,
+  `search`, `read_lines`, `list_documents`, `index_status`); `rag mcp` serves them over stdio.
 * OpenAI-compatible: `POST /v1/chat/completions` (the last user message is the question;
   citations in the extra field `rag`) and `GET /v1/models`; errors there in OpenAI's shape.
 
@@ -99,7 +102,7 @@ def _middleware(
     return stack
 
 
-def _build_services(settings: Settings, runtime: Runtime, metrics: Metrics) -> Services:
+def build_services(settings: Settings, runtime: Runtime, metrics: Metrics) -> Services:
     policy = PathPolicy(settings)
     holder: dict[str, DocumentService] = {}
     # With a Chroma server several workers may share the index folder: job records go to a
@@ -157,7 +160,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     metrics = Metrics()
     for name in ("uvicorn.access", "uvicorn.error"):  # a key in a query string is not logged
         logging.getLogger(name).addFilter(REDACT_SECRETS)
-    services = _build_services(settings, runtime, metrics)
+    services = build_services(settings, runtime, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -184,7 +187,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         except RagError as exc:
             log.warning("not ready: %s (%s)", exc.message, exc.hint)
         try:
-            yield
+            async with mcp_sessions():
+                yield
         finally:
             services.asker.close()
             await run_in_threadpool(services.jobs.close)
@@ -203,7 +207,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     def templates() -> list[str]:  # route templates, for the metrics' route label
         paths = sorted(app.openapi().get("paths", {}), key=len, reverse=True)
-        return paths + LEGACY_ROUTES + PAGE_ROUTES
+        return paths + LEGACY_ROUTES + PAGE_ROUTES + [MCP_PATH]
 
     for layer in reversed(_middleware(settings, metrics, templates)):  # first: outermost
         app.add_middleware(layer.cls, *layer.args, **layer.kwargs)
@@ -211,6 +215,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.state.runtime = runtime
     errors.install(app)
     app.include_router(router)
+    mcp_sessions = mount_mcp(app, services)
     _customize_openapi(app, settings)
     return app
 

@@ -32,9 +32,9 @@ from rag.answering.answer import MAX_QUESTION_CHARS, AnswerService
 from rag.answering.conversation import Conversation, Rewrite, history_turn
 from rag.api.limits import Gates
 from rag.api.metrics import Metrics
-from rag.api.schemas import AskRequest
+from rag.api.schemas import AskRequest, SearchRequest, SearchResponse
 from rag.errors import ClientGoneError, DeadlineExceededError, RagError
-from rag.models import Answer
+from rag.models import Answer, Source
 
 log = logging.getLogger(__name__)
 
@@ -328,3 +328,19 @@ async def in_thread(deadline: float, timeout: float, fn: Callable[..., T], *args
     if not result:
         raise deadline_error(timeout)
     return result[0]
+
+
+def search_passages(
+    service: AnswerService, metrics: Metrics, index_version: Callable[[], str], body: SearchRequest
+) -> SearchResponse:
+    """Retrieval only (no LLM): what POST /v1/search returns.  Blocking: run it in a thread."""
+    started = time.perf_counter()
+    found = service.retrieve(body.query, body.top_k, body.paths)
+    seconds = time.perf_counter() - started
+    metrics.retrieval.observe(seconds, "search")
+    return SearchResponse(
+        query=body.query,
+        passages=[Source.of(p) for p in found.passages],
+        index_version=index_version(),
+        retrieval_ms=round(seconds * 1000, 1),
+    )

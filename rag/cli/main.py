@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from rag.cli.eval_cmd import eval_command
+from rag.cli.mcp_cmd import mcp_command
 from rag.cli.options import BackendOpt, CorpusOpt, IndexOpt, cli_settings, setup_logging
 from rag.cli.serve_cmd import serve_command
 from rag.cli.train_cmd import train_command
@@ -274,6 +275,7 @@ def chat(
 
 
 app.command("serve")(friendly(serve_command))
+app.command("mcp")(friendly(mcp_command))
 
 
 @app.command()

@@ -116,6 +116,41 @@ def test_disconnect_mid_stream_stops_the_generation(env: Env) -> None:
     assert env.client.post("/v1/ask", json={"question": PUTIN_2000}).status_code == 200
 
 
+def test_an_mcp_client_giving_up_on_ask_stops_the_generation(env: Env) -> None:
+    """The official MCP client over /mcp: a call it cancels stops the model as a disconnect
+    does; the session goes on, and an MCP error of the model is a tool error with its hint."""
+    import anyio
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    env.fake.mode = "slow"
+    stopped = env.metric('rag_llm_stopped_total{reason="disconnect"}')
+    first = len(env.fake.written)
+
+    async def main() -> tuple[Any, Any]:
+        async with (
+            httpx2.AsyncClient(timeout=30) as http,
+            Client(streamable_http_client(f"{env.url}/mcp", http_client=http)) as client,
+        ):
+            with anyio.move_on_after(1.0) as scope:
+                await client.call_tool("ask", {"question": PUTIN_2000})
+            assert scope.cancelled_caught
+            assert await anyio.to_thread.run_sync(env.fake.closed_early.wait, 5)
+            env.fake.mode = "answer"
+            answered = await client.call_tool("ask", {"question": PUTIN_2000})
+            env.fake.mode = "missing"
+            failed = await client.call_tool("ask", {"question": PUTIN_2000})
+            return answered, failed
+
+    answered, failed = anyio.run(main)
+    assert env.fake.written[first] < env.fake.slow_tokens, "the model kept generating"
+    assert env.metric('rag_llm_stopped_total{reason="disconnect"}') == stopped + 1
+    assert not answered.is_error and "July 2000" in answered.structured_content["answer"]
+    assert failed.is_error and failed.meta["rag/error"]["code"] == "model_not_found"
+    assert "ollama pull" in failed.meta["rag/error"]["hint"]
+
+
 def test_model_failing_mid_stream_is_an_error_event(env: Env) -> None:
     env.fake.mode = "broken"
     events = _stream(env)

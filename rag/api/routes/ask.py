@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,11 +9,19 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from rag.answering.answer import AnswerService
-from rag.api.asking import AskRun, Event, collect, first_event, in_thread, sse_events
+from rag.api.asking import (
+    AskRun,
+    Event,
+    collect,
+    first_event,
+    in_thread,
+    search_passages,
+    sse_events,
+)
 from rag.api.deps import AnswerServiceDep, DeadlineDep, Services, ServicesDep, SettingsDep
 from rag.api.errors import responses
 from rag.api.schemas import ANSWER_EXAMPLE, SSE_EXAMPLE, AskRequest, SearchRequest, SearchResponse
-from rag.models import Answer, Source
+from rag.models import Answer
 
 router = APIRouter(tags=["answers"])
 
@@ -115,15 +122,6 @@ async def search(
     deadline: DeadlineDep,
 ) -> SearchResponse:
     def retrieve() -> SearchResponse:
-        started = time.perf_counter()
-        found = service.retrieve(body.query, body.top_k, body.paths)
-        seconds = time.perf_counter() - started
-        services.metrics.retrieval.observe(seconds, "search")
-        return SearchResponse(
-            query=body.query,
-            passages=[Source.of(p) for p in found.passages],
-            index_version=services.documents.index_version(),
-            retrieval_ms=round(seconds * 1000, 1),
-        )
+        return search_passages(service, services.metrics, services.documents.index_version, body)
 
     return await in_thread(deadline.at, settings.request_timeout, retrieve)
