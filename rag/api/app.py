@@ -39,6 +39,7 @@ from rag.api.routes import router
 from rag.api.routes.page import PAGE_ROUTES
 from rag.config import Settings
 from rag.errors import RagError
+from rag.feedback.marking import FeedbackService
 from rag.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ DESCRIPTION = """Question answering over your own files; every answer cites file
   are refused with 429.
 * `GET /v1/documents`, `DELETE /v1/documents/{path}`; `GET /v1/lines` (a document's
   numbered lines around a citation).
+* `POST /v1/feedback` marks an answer (right, wrong, "the documents do not say this",
+  the right lines); `GET /v1/feedback` lists the marks; `rag feedback export` turns them
+  into golden rows the regression gate guards.
 * `GET /` is a web page over this API (ask, read citations, manage documents).
 * `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus).
 * OpenAI-compatible: `POST /v1/chat/completions` (the last user message is the question;
@@ -158,6 +162,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     for name in ("uvicorn.access", "uvicorn.error"):  # a key in a query string is not logged
         logging.getLogger(name).addFilter(REDACT_SECRETS)
     services = _build_services(settings, runtime, metrics)
+    feedback = FeedbackService(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -190,6 +195,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             await run_in_threadpool(services.jobs.close)
             if services.jobs.store is not None:
                 services.jobs.store.close()
+            feedback.close()
             if held is not None:
                 held.release()
 
@@ -209,6 +215,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         app.add_middleware(layer.cls, *layer.args, **layer.kwargs)
     app.state.services = services
     app.state.runtime = runtime
+    app.state.feedback = feedback
     errors.install(app)
     app.include_router(router)
     _customize_openapi(app, settings)
