@@ -1,4 +1,9 @@
-"""The golden file: questions with accepted answers and the lines that hold them."""
+"""The golden file: questions with accepted answers and the lines that hold them.
+
+A row with no ``answers`` but with ``evidence`` is judged on its citation alone (rows made
+from a person's marks, `rag feedback export`, often are).  ``origin: "feedback"`` marks such
+rows: the regression gate fails when one of them that was right in the baseline is wrong.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ class GoldenQuestion:
     answers: list[str]
     answerable: bool
     evidence: list[Range]
+    origin: str | None = None  # "feedback": a marked answer, guarded by the gate
 
 
 def _ranges(raw: object, where: str) -> list[Range]:
@@ -48,6 +54,7 @@ def load_golden(path: Path) -> list[GoldenQuestion]:
                 answers=[str(a) for a in row["answers"]],
                 answerable=bool(row["answerable"]),
                 evidence=_ranges(row.get("evidence", []), "evidence"),
+                origin=str(row["origin"]) if row.get("origin") else None,
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise InputError(
@@ -60,6 +67,22 @@ def load_golden(path: Path) -> list[GoldenQuestion]:
         questions.append(q)
     if not questions:
         raise InputError(f"golden file {path} has no questions")
+    return questions
+
+
+def load_goldens(paths: list[Path]) -> list[GoldenQuestion]:
+    """Several golden files as one set: ids must be unique across them."""
+    questions: list[GoldenQuestion] = []
+    where: dict[str, Path] = {}
+    for path in paths:
+        for q in load_golden(path):
+            if q.id in where:
+                raise InputError(
+                    f"question id {q.id!r} is in both {where[q.id]} and {path}",
+                    "ids must be unique across the --golden files",
+                )
+            where[q.id] = path
+            questions.append(q)
     return questions
 
 
