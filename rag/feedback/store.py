@@ -109,7 +109,8 @@ class FeedbackStore:
 
 
 def _body(record: FeedbackRecord) -> str:
-    return json.dumps(record.model_dump(mode="json", exclude=_COMPUTED), ensure_ascii=False)
+    # ASCII: JSON escapes carry any text (a lone surrogate too, which UTF-8 cannot)
+    return json.dumps(record.model_dump(mode="json", exclude=_COMPUTED))
 
 
 def _record(row: tuple[Any, ...]) -> FeedbackRecord:
