@@ -41,10 +41,12 @@ def parse_ranges(arg: str) -> list[LineRange]:
         start = int(found["start"])
         end = int(found["end"] or start)
         try:
-            ranges.append(LineRange(path=found["path"], start_line=start, end_line=end))
-        except ValueError as exc:
-            problem = str(exc).splitlines()[-1].removeprefix("  Value error, ")
-            raise InputError(f"{word}: {problem}", LINES_HINT) from None
+            r = LineRange(path=found["path"], start_line=start, end_line=end)
+        except ValueError:
+            raise InputError(f"{word}: not lines of a document", LINES_HINT) from None
+        if r.problem():
+            raise InputError(f"{word}: {r.problem()}", LINES_HINT)
+        ranges.append(r)
     if not ranges:
         raise InputError("/lines needs the lines that answer", LINES_HINT)
     return ranges

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rag.adapters.manifest import Manifest
 from rag.config import Settings
-from rag.errors import InputError, LineRangeError
+from rag.errors import DocumentNotFoundError, InputError, LineRangeError
 from rag.feedback.records import (
     FeedbackIn,
     FeedbackList,
@@ -104,10 +104,12 @@ class FeedbackService:
                     if not strict and isinstance(r, MarkedLines):
                         out.append(r)  # a cited file since removed: the old text stays
                         continue
-                    raise InputError(
+                    raise DocumentNotFoundError(
                         f"{field}[{i}].path: {r.path!r} is not a document of the index",
                         "name documents as citations do (GET /v1/documents lists them)",
                     )
+                if r.problem():
+                    raise LineRangeError(f"{field}[{i}]: {r.anchor}: {r.problem()}")
                 if r.path not in texts:
                     where = self._where(manifest, r.path)
                     texts[r.path] = self._lines(where)

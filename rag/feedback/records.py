@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 Mark = Literal["right", "wrong", "unanswerable"]
 Origin = Literal["page", "chat", "api"]
@@ -23,8 +23,8 @@ NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"
 
 
 class LineRange(BaseModel):
-    """Lines ``start_line..end_line`` (1-based, inclusive) of one document, named as
-    citations name it (relative to the corpus folder)."""
+    """Lines ``start_line..end_line`` (1-based, inclusive, at most ``MAX_SPAN``) of one
+    document, named as citations name it (relative to the corpus folder)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -32,13 +32,14 @@ class LineRange(BaseModel):
     start_line: Annotated[int, Field(ge=1, le=10_000_000)]
     end_line: Annotated[int, Field(ge=1, le=10_000_000)]
 
-    @model_validator(mode="after")
-    def _ordered(self) -> LineRange:
+    def problem(self) -> str:
+        """What is wrong with the range itself ("" if nothing); checked by the service, after
+        the document is known (so an unknown document is a 404 first)."""
         if self.end_line < self.start_line:
-            raise ValueError("end_line must not be before start_line")
+            return "end_line must not be before start_line"
         if self.end_line - self.start_line >= MAX_SPAN:
-            raise ValueError(f"a range may name at most {MAX_SPAN} lines")
-        return self
+            return f"a range may name at most {MAX_SPAN} lines"
+        return ""
 
     @property
     def anchor(self) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from rag.errors import FeedbackNotFoundError, InputError, LineRangeError
+from rag.errors import DocumentNotFoundError, FeedbackNotFoundError, LineRangeError
 from rag.evaluation.golden import load_golden
 from rag.feedback.export import export, golden_row
 from rag.feedback.marking import FeedbackService
@@ -158,7 +158,9 @@ def test_an_edited_file_makes_its_rows_stale_and_keeps_the_old_lines(
 @pytest.mark.parametrize(
     ("change", "error", "says"),
     [
-        ({"lines": [_range("nowhere.txt", 1)]}, InputError, "lines[0].path: 'nowhere.txt' is not"),
+        ({"lines": [_range("nowhere.txt", 1)]}, DocumentNotFoundError, "'nowhere.txt' is not"),
+        ({"lines": [_range(BRIDGES, 3, 2)]}, LineRangeError, "end_line must not be before"),
+        ({"lines": [_range(BRIDGES, 1, 300)]}, LineRangeError, "at most 200 lines"),
         ({"lines": [_range(BRIDGES, 3, 9)]}, LineRangeError, "past the end of bridges.txt (4"),
         ({"id": 99999}, FeedbackNotFoundError, "no feedback record 99999"),
     ],
@@ -170,5 +172,3 @@ def test_bad_marks_are_clear_errors(
     with pytest.raises(error) as raised:
         service.record(body)
     assert says in raised.value.message
-    with pytest.raises(ValueError, match="end_line must not be before start_line"):
-        LineRange(path=BRIDGES, start_line=3, end_line=2)
