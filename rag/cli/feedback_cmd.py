@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rag.cli.options import IndexOpt, cli_settings
 from rag.cli.render import sanitize
 
+if TYPE_CHECKING:
+    from rag.feedback.marking import FeedbackService
+
 DEFAULT_OUT = Path("eval/feedback.jsonl")
 QUESTION_CHARS = 70
 
 
-def _service(index: Path | None):  # type: ignore[no-untyped-def]
+def _service(index: Path | None) -> FeedbackService:
     from rag.feedback.marking import FeedbackService
 
     settings, _ = cli_settings(index_dir=index)

@@ -133,6 +133,9 @@ def export(records: list[FeedbackRecord], out: Path) -> Export:
     result.added = len(fresh)
     rows.extend(fresh.values())
     result.written = result.added + result.replaced
+    if not rows:  # an empty golden file is an error to `rag eval`: none at all instead
+        out.unlink(missing_ok=True)
+        return result
     out.parent.mkdir(parents=True, exist_ok=True)
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     temp = out.with_name(out.name + ".tmp")

@@ -96,6 +96,8 @@ def test_a_wrong_answer_with_the_right_lines_becomes_a_golden_row(
     again = export([record], out)  # exporting twice replaces, never duplicates
     assert (again.added, again.replaced, again.kept) == (0, 1, 1)
     assert len(out.read_text().splitlines()) == 2
+    empty = tmp_path / "none.jsonl"
+    assert export([], empty).written == 0 and not empty.exists()  # `rag eval` refuses empty ones
 
 
 def test_marks_right_unanswerable_and_lines_missing(
