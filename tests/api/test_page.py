@@ -491,6 +491,9 @@ def test_mark_wrong_choose_lines_export_and_eval(
     chip.click()
     _cited_rows(tab)
     assert page.is_visible("#panel-marks")
+    end = int(chip.get_attribute("data-end") or 0)
+    page.click("#mark-unsupported")  # no line chosen: the cited lines do not support it
+    page.wait_for_selector("#panel-marks-status:has-text('Saved as feedback')")
     page.click(f"#panel-lines li.line[data-line='{start}']")
     page.click(f"#panel-lines li.line[data-line='{start + 1}']", modifiers=["Shift"])
     chosen = page.locator("#panel-lines li.line.chosen")
@@ -505,6 +508,13 @@ def test_mark_wrong_choose_lines_export_and_eval(
     record = int(said.split("#", 1)[1].split(":", 1)[0])
     tab.shots("11-marked-lines")
     tab.check_clean()
+    stored = httpx.get(f"{tab.site.url}/v1/feedback", headers={"X-API-Key": KEY}).json()
+    mark = next(r for r in stored["feedback"] if r["id"] == record)
+    assert (mark["origin"], mark["mark"], mark["state"]) == ("page", "wrong", "ready")
+    assert [(u["path"], u["start_line"], u["end_line"]) for u in mark["unsupported"]] == [
+        (path, start, end)
+    ]
+    assert mark["lines"][0]["text"] == _lines(tab.site, path)[start - 1 : start + 1]
     env = {
         **cli_env,
         "RAG_CORPUS_DIR": str(tab.site.corpus),
