@@ -95,11 +95,13 @@ TRAIN_DATA ?= ../shared/benchmarks/squad-train
 train: install ## Re-train the readers (rag/answering/reader/) on SQuAD training articles (TRAIN_DATA); ~1.5 h, resumable
 	$(BIN)/rag train --data $(TRAIN_DATA)
 
-eval: install ## Evaluate on eval/golden.jsonl (extractive) against eval/baseline.json
-	$(BIN)/rag eval --corpus data/corpus --baseline eval/baseline.json
+# Marked answers exported by `rag feedback export` (eval/feedback.jsonl) are asked too, when there.
+GOLDEN := --golden eval/golden.jsonl $(if $(wildcard eval/feedback.jsonl),--golden eval/feedback.jsonl)
+eval: install ## Evaluate on eval/golden.jsonl (+ eval/feedback.jsonl) against eval/baseline.json
+	$(BIN)/rag eval $(GOLDEN) --corpus data/corpus --baseline eval/baseline.json
 
 eval-update: install ## Re-run the evaluation and rewrite eval/baseline.json
-	$(BIN)/rag eval --corpus data/corpus --baseline eval/baseline.json --update-baseline
+	$(BIN)/rag eval $(GOLDEN) --corpus data/corpus --baseline eval/baseline.json --update-baseline
 
 bench: install ## Benchmarks: a table and bench/results.json (BENCH_SCALE=tiny|default|full; see bench/README.md)
 	$(BIN)/python -m bench.run --scale $(or $(BENCH_SCALE),default)

@@ -31,6 +31,7 @@ and exits non-zero.
     ├── DocumentNotFoundError  no such document in the index (404)
     ├── JobNotFoundError       no such ingest job (404)
     ├── JobQueueFullError      too many ingest jobs waiting (429, Retry-After)
+    ├── FeedbackNotFoundError  no such feedback record (404)
     ├── IndexBusyError         an ingest job is writing the index (503, Retry-After)
     │   (what only the HTTP layer raises: the request itself)
     ├── UnauthorizedError      no or a wrong API key (401)
@@ -164,6 +165,10 @@ class DocumentNotFoundError(RagError):
 
 class JobNotFoundError(RagError):
     code = "job_not_found"
+
+
+class FeedbackNotFoundError(RagError):
+    code = "feedback_not_found"
 
 
 class JobQueueFullError(RagError):

@@ -7,7 +7,7 @@ Layers, lowest first (a module imports from its own layer or below):
 0. ``rag`` itself, errors, config, models, text, spans, prompts
 1. adapters
 2. indexing, answering (which never import each other: they meet in the runtime and front ends)
-3. runtime, evaluation
+3. runtime, evaluation, feedback (marks on answers: store, export)
 4. api, cli, mcp (the MCP server: the API's services for agents), integrations (rag used
    from other frameworks)
 """
@@ -26,6 +26,7 @@ PARTS = [  # (prefix, layer)
     ("rag.answering", 2),
     ("rag.runtime", 3),
     ("rag.evaluation", 3),
+    ("rag.feedback", 3),
     ("rag.api", 4),
     ("rag.cli", 4),
     ("rag.mcp", 4),

@@ -17,6 +17,7 @@ detected when opened (:class:`ManifestDamagedError`), never read as an empty ind
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -382,3 +383,12 @@ class Manifest:
     @property
     def chunk_count(self) -> int:
         return sum(len(f.chunk_ids) for f in self.files.values())
+
+    def version(self) -> str:
+        """A short hash of what the index holds: each document's content and the index's
+        build (the ``index_version`` answers report)."""
+        digest = hashlib.sha256()
+        digest.update(f"{self.embedding_model}\n{self.chunker}\n".encode())
+        for path, entry in sorted(self.files.items()):
+            digest.update(f"{path}\x00{entry.sha256}\n".encode())
+        return digest.hexdigest()[:12]

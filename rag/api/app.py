@@ -39,6 +39,7 @@ from rag.api.routes import router
 from rag.api.routes.page import PAGE_ROUTES
 from rag.config import Settings
 from rag.errors import RagError
+from rag.feedback.marking import FeedbackService
 from rag.mcp.http import MCP_PATH, mount_mcp
 from rag.runtime import Runtime
 
@@ -54,6 +55,9 @@ DESCRIPTION = """Question answering over your own files; every answer cites file
   are refused with 429.
 * `GET /v1/documents`, `DELETE /v1/documents/{path}`; `GET /v1/lines` (a document's
   numbered lines around a citation).
+* `POST /v1/feedback` marks an answer (right, wrong, "the documents do not say this",
+  the right lines); `GET /v1/feedback` lists the marks; `rag feedback export` turns them
+  into golden rows the regression gate guards.
 * `GET /` is a web page over this API (ask, read citations, manage documents).
 * `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus).
 * `/mcp`: the same tools for agents over the Model Context Protocol (streamable HTTP: `ask`,
@@ -161,6 +165,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     for name in ("uvicorn.access", "uvicorn.error"):  # a key in a query string is not logged
         logging.getLogger(name).addFilter(REDACT_SECRETS)
     services = build_services(settings, runtime, metrics)
+    feedback = FeedbackService(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -194,6 +199,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             await run_in_threadpool(services.jobs.close)
             if services.jobs.store is not None:
                 services.jobs.store.close()
+            feedback.close()
             if held is not None:
                 held.release()
 
@@ -213,6 +219,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         app.add_middleware(layer.cls, *layer.args, **layer.kwargs)
     app.state.services = services
     app.state.runtime = runtime
+    app.state.feedback = feedback
     errors.install(app)
     app.include_router(router)
     mcp_sessions = mount_mcp(app, services)

@@ -13,6 +13,7 @@ from rag.api.documents import DocumentService
 from rag.api.jobs.manager import JobManager
 from rag.api.paths import PathPolicy
 from rag.config import Settings
+from rag.feedback.marking import FeedbackService
 from rag.runtime import Runtime
 
 OPEN_WAIT = 2.0  # seconds a request waits for a running ingest job before opening the index
@@ -75,6 +76,11 @@ def get_answer_service(services: Annotated[Services, Depends(get_services)]) -> 
     return services.answer_service()
 
 
+def get_feedback(request: Request) -> FeedbackService:
+    feedback: FeedbackService = request.app.state.feedback
+    return feedback
+
+
 def get_deadline(
     request: Request, settings: Annotated[Settings, Depends(get_settings)]
 ) -> Deadline:
@@ -87,3 +93,4 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 AnswerServiceDep = Annotated[AnswerService, Depends(get_answer_service)]
 DeadlineDep = Annotated[Deadline, Depends(get_deadline)]
+FeedbackDep = Annotated[FeedbackService, Depends(get_feedback)]

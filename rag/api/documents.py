@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -54,11 +53,7 @@ class DeletedDocument(BaseModel):
 
 def version_of(manifest: Manifest) -> str:
     """A short hash of what the index holds: each document's content and the index's build."""
-    digest = hashlib.sha256()
-    digest.update(f"{manifest.embedding_model}\n{manifest.chunker}\n".encode())
-    for path, entry in sorted(manifest.files.items()):
-        digest.update(f"{path}\x00{entry.sha256}\n".encode())
-    return digest.hexdigest()[:12]
+    return manifest.version()
 
 
 class DocumentService:

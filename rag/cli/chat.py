@@ -29,6 +29,8 @@ from rag.answering.conversation import (
     ChatService,
     resolve_paths,
 )
+from rag.cli.chat_marks import COMMANDS as MARK_COMMANDS
+from rag.cli.chat_marks import ChatMarks, said
 from rag.cli.context import read_context
 from rag.cli.live import Streaming, rewrite_line
 from rag.cli.render import (
@@ -56,6 +58,7 @@ COMMANDS = {
     "/open N": "citation N in context: the lines around it in its file, numbered",
     "/backend [NAME]": f"which LLM answers and why; switch with /backend {'|'.join(BACKENDS)}",
     "/reset": "forget the conversation (the next question starts afresh)",
+    **MARK_COMMANDS,
     "/exit": "leave (Ctrl-D works too)",
 }
 
@@ -97,6 +100,7 @@ class Chat:
         self.commands_out = self.err if options.as_json else self.out
         self.paths = resolve_paths(options.paths, self.settings) if options.paths else None
         self._chat: ChatService | None = None
+        self.marks = ChatMarks(self.settings)
         self.failures = 0
 
     # -- the service ------------------------------------------------------------
@@ -193,6 +197,10 @@ class Chat:
                 say.print(sources_view(last.answer), end="")
         elif name == "/open":
             self.open(arg)
+        elif name in ("/good", "/bad", "/lines", "/unanswerable"):
+            last = self._last()
+            if last is not None:
+                say.print(Text(said(self.marks.command(name, arg, last))))
         else:
             raise InputError(f"unknown command {name}", "/help lists the commands")
         return True
@@ -355,6 +363,9 @@ def run_chat(settings: Settings, options: ChatOptions) -> int:
     chat = Chat(
         Runtime(settings), options, sys.stdout, sys.stderr, interactive=interactive, color=color
     )
-    if chat.interactive:
-        return chat.run_interactive()
-    return chat.run_lines(sys.stdin)
+    try:
+        if chat.interactive:
+            return chat.run_interactive()
+        return chat.run_lines(sys.stdin)
+    finally:
+        chat.marks.close()

@@ -17,7 +17,14 @@ DEFAULT_BASELINE = Path("eval/baseline.json")
 
 
 def eval_command(
-    golden: Annotated[Path, typer.Option(help="Golden questions (JSON lines).")] = DEFAULT_GOLDEN,
+    golden: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Golden questions (JSON lines; repeatable: the files are asked as one set, "
+            f"e.g. --golden {DEFAULT_GOLDEN} --golden eval/feedback.jsonl). "
+            f"Default: {DEFAULT_GOLDEN}."
+        ),
+    ] = None,
     corpus: Annotated[
         Path | None,
         typer.Option(help="Build a fresh index of this folder first (default: use the index)."),
@@ -65,7 +72,7 @@ def eval_command(
 
         raise InputError("--drop needs --corpus", "add --corpus FOLDER (the index is rebuilt)")
     config = EvalConfig(
-        golden=golden,
+        golden=tuple(golden or [DEFAULT_GOLDEN]),
         corpus=corpus,
         backend=backend,
         top_k=top_k,

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from rag.cli.eval_cmd import eval_command
+from rag.cli.feedback_cmd import feedback_export, feedback_list
 from rag.cli.mcp_cmd import mcp_command
 from rag.cli.options import BackendOpt, CorpusOpt, IndexOpt, cli_settings, setup_logging
 from rag.cli.serve_cmd import serve_command
@@ -308,6 +309,13 @@ def config(
 
 app.command("eval")(friendly(eval_command))
 app.command("train")(friendly(train_command))
+feedback_app = typer.Typer(
+    help="Marked answers (page, chat, HTTP) and the golden rows they become.",
+    no_args_is_help=True,
+)
+feedback_app.command("list")(friendly(feedback_list))
+feedback_app.command("export")(friendly(feedback_export))
+app.add_typer(feedback_app, name="feedback")
 
 
 def main() -> None:

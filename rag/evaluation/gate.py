@@ -8,6 +8,11 @@ threshold in both runs. A borderline question keeps the baseline's abstention ou
 metrics are recomputed for the gate (its retrieval rank and confidence stay the current ones)
 and is not listed as "right before, wrong now". Anything else that changes (a rank, an
 answer, a citation, a confidence that moved by more than the margin) counts in full.
+
+Rows made from a person's marks (``origin: "feedback"``, `rag feedback export`) are held
+one by one: such a question right in the baseline and wrong now fails the gate on its own,
+whatever the averages say, since a mistake someone took the trouble to mark must not come
+back unnoticed.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ DEFAULT_TOLERANCE = 0.01  # absolute drop allowed before the gate fails
 DEFAULT_MARGIN = 0.02
 LOWER_IS_BETTER = frozenset({"wrongly_abstained"})
 # The fields of a row that follow from the decision to abstain (the answer and its citation).
+FEEDBACK = "feedback"  # the origin of rows made from marks (each one guarded)
 OUTCOME_FIELDS = ("abstained", "correct", "exact_match", "f1", "contains", "citation")
 
 
@@ -42,10 +48,12 @@ class GateResult:
     regressions: list[Regression]
     flipped: list[str]  # question ids right in the baseline, wrong now (borderline ones excluded)
     borderline: list[str] = field(default_factory=list)  # decided differently by rounding alone
+    guarded: list[str] = field(default_factory=list)  # flipped rows from marks: each one fails
+    unknown: list[str] = field(default_factory=list)  # questions the baseline does not hold
 
     @property
     def passed(self) -> bool:
-        return not self.regressions
+        return not self.regressions and not self.guarded
 
     def lines(self) -> list[str]:
         """What `rag eval` says of the gate: the verdict, each regression, the questions right
@@ -56,8 +64,13 @@ class GateResult:
             f"  {r.metric}: {r.baseline:.4f} -> {r.current:.4f} (tolerance {r.tolerance})"
             for r in self.regressions
         ]
+        if self.guarded:
+            out.append(f"  marked answers wrong again: {', '.join(self.guarded)}")
         if self.flipped:
             out.append(f"  right before, wrong now: {', '.join(self.flipped)}")
+        if self.unknown:
+            new = ", ".join(self.unknown)
+            out.append(f"  not in the baseline (not guarded until it is updated): {new}")
         if self.borderline:
             out.append(
                 "  at the abstention threshold (counted as in the baseline): "
@@ -77,7 +90,11 @@ def baseline_payload(
         "tolerance": {"default": DEFAULT_TOLERANCE},
         "margin": DEFAULT_MARGIN,
         "questions": {
-            r["id"]: {**{k: r[k] for k in OUTCOME_FIELDS}, "confidence": r["confidence"]}
+            r["id"]: {
+                **{k: r[k] for k in OUTCOME_FIELDS},
+                "confidence": r["confidence"],
+                **({"origin": r["origin"]} if r.get("origin") else {}),
+            }
             for r in rows
         },
     }
@@ -160,4 +177,8 @@ def compare(
         if drop > tolerance + 1e-9:
             regressions.append(Regression(name, float(before), float(now), tolerance))
     flipped = [r["id"] for r in rows if known.get(r["id"], {}).get("correct") and not r["correct"]]
-    return GateResult(regressions, flipped, borderline)
+    marked = {r["id"] for r in rows if r.get("origin") == FEEDBACK}
+    marked |= {qid for qid, q in known.items() if q.get("origin") == FEEDBACK}
+    guarded = [qid for qid in flipped if qid in marked]
+    unknown = [r["id"] for r in rows if known and r["id"] not in known]
+    return GateResult(regressions, flipped, borderline, guarded, unknown)

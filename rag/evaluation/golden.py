@@ -1,4 +1,9 @@
-"""The golden file: questions with accepted answers and the lines that hold them."""
+"""The golden file: questions with accepted answers and the lines that hold them.
+
+A row with no ``answers`` but with ``evidence`` is judged on its citation alone (rows made
+from a person's marks, `rag feedback export`, often are).  ``origin: "feedback"`` marks such
+rows: the regression gate fails when one of them that was right in the baseline is wrong.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ class GoldenQuestion:
     answerable: bool
     evidence: list[Range]
     context: list[Range] = field(default_factory=list)  # the passage it was written from
+    origin: str | None = None  # "feedback": a marked answer, guarded by the gate
 
 
 def _ranges(raw: object, where: str) -> list[Range]:
@@ -50,6 +56,7 @@ def load_golden(path: Path) -> list[GoldenQuestion]:
                 answerable=bool(row["answerable"]),
                 evidence=_ranges(row.get("evidence", []), "evidence"),
                 context=_ranges(row.get("context", []), "context"),
+                origin=str(row["origin"]) if row.get("origin") else None,
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise InputError(
@@ -62,6 +69,22 @@ def load_golden(path: Path) -> list[GoldenQuestion]:
         questions.append(q)
     if not questions:
         raise InputError(f"golden file {path} has no questions")
+    return questions
+
+
+def load_goldens(paths: list[Path]) -> list[GoldenQuestion]:
+    """Several golden files as one set: ids must be unique across them."""
+    questions: list[GoldenQuestion] = []
+    where: dict[str, Path] = {}
+    for path in paths:
+        for q in load_golden(path):
+            if q.id in where:
+                raise InputError(
+                    f"question id {q.id!r} is in both {where[q.id]} and {path}",
+                    "ids must be unique across the --golden files",
+                )
+            where[q.id] = path
+            questions.append(q)
     return questions
 
 

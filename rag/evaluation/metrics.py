@@ -385,8 +385,9 @@ def summary_metrics(rows: list[dict[str, Any]]) -> dict[str, float | None]:
     metrics: dict[str, float | None] = {f"recall@{k}": recall_at_k(ranks, k) for k in (1, 3, 5, 10)}
     metrics["mrr"] = mrr(ranks)
     metrics.update(aggregate_citations([CitationScore(**r["citation"]) for r in answerable]))
-    for key in ("exact_match", "f1", "contains"):
-        metrics[key] = sum(r[key] for r in answerable) / len(answerable) if answerable else 0.0
+    for key in ("exact_match", "f1", "contains"):  # over rows with gold answers
+        scored = [r[key] for r in answerable if r[key] is not None]
+        metrics[key] = sum(scored) / len(scored) if scored else 0.0
     metrics.update(
         abstention_scores([r["abstained"] for r in rows], [r["answerable"] for r in rows])
     )

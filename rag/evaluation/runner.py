@@ -17,7 +17,13 @@ from typing import Any
 from rag.config import Settings
 from rag.errors import InputError
 from rag.evaluation import metrics as m
-from rag.evaluation.golden import GoldenQuestion, corpus_hash, file_hash, load_golden
+from rag.evaluation.golden import (
+    GoldenQuestion,
+    corpus_hash,
+    file_hash,
+    load_golden,
+    load_goldens,
+)
 from rag.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -27,12 +33,16 @@ _MARKER = re.compile(r"\s*\[\d+\]")
 
 @dataclass
 class EvalConfig:
-    golden: Path
+    golden: Path | tuple[Path, ...]  # one golden file, or several asked as one set
     corpus: Path | None  # None: use the configured index as it is
     backend: str
     top_k: int
     drop: tuple[str, ...] = ()  # corpus files left out of the index: their questions are off-corpus
     drop_evidence: bool = False  # each answerable question asked without its passage: unanswerable
+
+    @property
+    def goldens(self) -> list[Path]:
+        return [self.golden] if isinstance(self.golden, Path) else list(self.golden)
 
 
 @dataclass
@@ -55,8 +65,10 @@ def question_row(q: GoldenQuestion, runtime: Runtime, backend: str, top_k: int) 
     short = (answer.short_answer or text) if not answer.abstained else ""  # what EM/F1 judge
     score = m.citation_scores(cited, q.evidence)
     rank = m.hit_rank(retrieved, q.evidence) if q.answerable else None
+    worded = q.answerable and bool(q.answers)  # rows without answers: judged on citations
     return {
         "id": q.id,
+        "origin": q.origin,
         "question": q.question,
         "answerable": q.answerable,
         "gold": q.answers,
@@ -67,9 +79,9 @@ def question_row(q: GoldenQuestion, runtime: Runtime, backend: str, top_k: int) 
         "citations": [c.model_dump(exclude={"quote"}) for c in answer.citations],
         "retrieved": [f"{r.file}:{r.start_line}-{r.end_line}" for r in retrieved],
         "hit_rank": rank,
-        "exact_match": m.exact_match(short, q.answers) if q.answerable else None,
-        "f1": m.token_f1(short, q.answers) if q.answerable else None,
-        "contains": m.contains_answer(text, q.answers) if q.answerable else None,
+        "exact_match": m.exact_match(short, q.answers) if worded else None,
+        "f1": m.token_f1(short, q.answers) if worded else None,
+        "contains": m.contains_answer(text, q.answers) if worded else None,
         "citation": {
             "cited": score.cited,
             "correct": score.correct,
@@ -88,11 +100,12 @@ def question_row(q: GoldenQuestion, runtime: Runtime, backend: str, top_k: int) 
 
 
 def _correct(q: GoldenQuestion, abstained: bool, text: str, cite: m.CitationScore) -> bool:
-    """Right = abstained on an unanswerable question, or answered with a gold alias and a
-    correct citation on an answerable one."""
+    """Right = abstained on an unanswerable question, or answered with a gold alias (when the
+    row has any) and a correct citation on an answerable one."""
     if not q.answerable:
         return abstained
-    return not abstained and m.contains_answer(text, q.answers) == 1.0 and cite.correct > 0
+    worded = not q.answers or m.contains_answer(text, q.answers) == 1.0
+    return not abstained and worded and cite.correct > 0
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -174,7 +187,8 @@ def run_eval(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> EvalRun:
     """Run the golden questions.  Ctrl-C stops early; what was done is returned."""
-    questions = load_golden(config.golden)
+    goldens = config.goldens
+    questions = load_goldens(goldens)
     run = EvalRun()
     with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp, ExitStack() as stack:
         update: dict[str, object] = {"exact_search": True, "top_k": config.top_k}
@@ -198,8 +212,12 @@ def run_eval(
             "embedding_model": runtime.index_info.embedding_model,
             "chunker": runtime.index_info.chunker,
             "top_k": config.top_k,
-            "golden": str(config.golden),
-            "golden_sha256": file_hash(config.golden),
+            "golden": str(goldens[0]),
+            "golden_sha256": file_hash(goldens[0]),
+            "goldens": [
+                {"path": str(g), "sha256": file_hash(g), "questions": len(load_golden(g))}
+                for g in goldens
+            ],
             "corpus": str(settings.corpus_dir),
             "corpus_sha256": corpus_hash(settings.corpus_dir),
             "exact_search": True,

@@ -8,8 +8,10 @@ Chromium comes from `make browser`; without it these tests are skipped (failed u
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api_support import copy_corpus, rag_serve, wait_job
+from tests.api_support import RAG, copy_corpus, rag_serve, wait_job
 from tests.conftest import OFF_TOPIC, PUTIN_2000, PUTIN_2000_LINES, sed_lines
 from tests.indexing.test_formats import PAGES, make_pdf
 
@@ -471,3 +473,68 @@ def test_a_pdf_citation_shows_page_and_line(tab: Page) -> None:
     assert page.inner_text("#panel-where").startswith("page 2, line")
     tab.shots("10-pdf-citation")
     tab.check_clean()
+
+
+def test_mark_wrong_choose_lines_export_and_eval(
+    tab: Page, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A wrong answer marked on the page with the right lines becomes a golden row by one
+    command, and `rag eval` asks it."""
+    tab.open()
+    page = tab.page
+    turn = tab.ask(PUTIN_2000, 1)
+    turn.locator(".feedback .mark[data-mark='wrong']").click()
+    page.wait_for_selector("article.turn .feedback-status:has-text('choose the lines')")
+    assert turn.locator(".mark[aria-pressed='true']").get_attribute("data-mark") == "wrong"
+    chip = turn.locator(".chip").first
+    path = chip.get_attribute("data-path") or ""
+    start = int(chip.get_attribute("data-start") or 0)
+    chip.click()
+    _cited_rows(tab)
+    assert page.is_visible("#panel-marks")
+    end = int(chip.get_attribute("data-end") or 0)
+    page.click("#mark-unsupported")  # no line chosen: the cited lines do not support it
+    page.wait_for_selector("#panel-marks-status:has-text('Saved as feedback')")
+    page.click(f"#panel-lines li.line[data-line='{start}']")
+    page.click(f"#panel-lines li.line[data-line='{start + 1}']", modifiers=["Shift"])
+    chosen = page.locator("#panel-lines li.line.chosen")
+    assert [chosen.nth(i).get_attribute("data-line") for i in range(chosen.count())] == [
+        str(start),
+        str(start + 1),
+    ]
+    page.click("#mark-lines")
+    page.wait_for_selector("#panel-marks-status:has-text('regression case')")
+    said = page.inner_text("#panel-marks-status")
+    assert f"right lines {path}:L{start}-L{start + 1}" in said
+    record = int(said.split("#", 1)[1].split(":", 1)[0])
+    tab.shots("11-marked-lines")
+    tab.check_clean()
+    stored = httpx.get(f"{tab.site.url}/v1/feedback", headers={"X-API-Key": KEY}).json()
+    mark = next(r for r in stored["feedback"] if r["id"] == record)
+    assert (mark["origin"], mark["mark"], mark["state"]) == ("page", "wrong", "ready")
+    assert [(u["path"], u["start_line"], u["end_line"]) for u in mark["unsupported"]] == [
+        (path, start, end)
+    ]
+    assert mark["lines"][0]["text"] == _lines(tab.site, path)[start - 1 : start + 1]
+    env = {
+        **cli_env,
+        "RAG_CORPUS_DIR": str(tab.site.corpus),
+        "RAG_INDEX_DIR": str(tab.site.corpus.parent / "index"),
+    }
+    out = tmp_path / "feedback.jsonl"
+    done = subprocess.run([RAG, "feedback", "export", "--out", str(out)], env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    row = next(r for r in rows if r["feedback_id"] == record)
+    assert row["question"] == PUTIN_2000 and row["answerable"] is True
+    assert row["evidence"] == [{"file": path, "start_line": start, "end_line": start + 1}]
+    run = tmp_path / "eval"
+    done = subprocess.run(
+        [RAG, "eval", "--golden", str(out), "--corpus", str(tab.site.corpus), "--out", str(run)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    results = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in results] == [r["id"] for r in rows]
+    assert results[-1]["origin"] == "feedback"

@@ -20,6 +20,7 @@ from tests.conftest import CORPUS, REPO
 
 RAG = str(Path(sys.executable).parent / "rag")
 GOLDEN = REPO / "eval" / "golden.jsonl"
+FEEDBACK = REPO / "eval" / "feedback.jsonl"  # marked answers (`rag feedback export`), if any
 BASELINE = REPO / "eval" / "baseline.json"
 
 
@@ -37,6 +38,7 @@ def cli_run(tmp_path_factory: pytest.TempPathFactory, cli_env: dict[str, str]) -
             "eval",
             "--golden",
             str(GOLDEN),
+            *(["--golden", str(FEEDBACK)] if FEEDBACK.exists() else []),
             "--corpus",
             str(CORPUS),
             "--baseline",
@@ -62,7 +64,8 @@ def test_gate_passes_on_the_sample_corpus_and_writes_a_report(cli_run: Path) -> 
     assert len(meta["golden_sha256"]) == len(meta["corpus_sha256"]) == 64
     assert meta["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2+onnx-int8"
     rows = [json.loads(line) for line in (cli_run / "results.jsonl").read_text().splitlines()]
-    assert len(rows) == summary["questions"] == len(load_golden(GOLDEN))
+    marked = len(load_golden(FEEDBACK)) if FEEDBACK.exists() else 0
+    assert len(rows) == summary["questions"] == len(load_golden(GOLDEN)) + marked
     assert {"question", "answer", "citations", "hit_rank", "confidence"} <= set(rows[0])
     html = (cli_run / "report.html").read_text()
     assert html.count("<svg") == 2 and "Regression gate passed" in html
@@ -72,7 +75,8 @@ def test_gate_passes_on_the_sample_corpus_and_writes_a_report(cli_run: Path) -> 
 def test_two_runs_give_identical_summaries(cli_run: Path, tmp_path: Path) -> None:
     """A second, in-process run over a freshly built index scores exactly the same."""
     first = json.loads((cli_run / "summary.json").read_text())
-    run = run_eval(_settings(tmp_path), EvalConfig(GOLDEN, CORPUS, "extractive", 5))
+    goldens = (GOLDEN, FEEDBACK) if FEEDBACK.exists() else (GOLDEN,)
+    run = run_eval(_settings(tmp_path), EvalConfig(goldens, CORPUS, "extractive", 5))
     again = summarize(run.rows)
     assert again["metrics"] == first["metrics"]
     rows = [json.loads(line) for line in (cli_run / "results.jsonl").read_text().splitlines()]

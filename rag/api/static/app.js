@@ -22,6 +22,9 @@
     controller: null, // aborts the answer in progress (a new conversation)
     opener: null, // the element that opened the panel (focus returns there)
     keyWaiters: null, // pending requests waiting for the key dialog
+    markTurn: null, // the turn whose citation the panel shows (its lines can be marked)
+    markPath: "", // the document the panel shows
+    lastChosen: null, // the line last clicked (Shift+click chooses up to it)
   };
 
   // -- building elements (text only) --------------------------------------------------
@@ -471,6 +474,7 @@
       }
       if (!done) throw new ApiError(0, { message: "the answer stream ended early" });
       renderDone(turn, done);
+      attachMarks(turn, done, question);
       follow(true);
       state.history.push({
         question,
@@ -647,6 +651,163 @@
     await loadDocuments();
   }
 
+  // -- marking answers: right, wrong, "the documents do not say", the right lines ----------
+  // Each answered turn can be marked; the mark is stored by the server (POST /v1/feedback),
+  // and marked again (same record, its id) when lines are chosen in the panel afterwards.
+  const MARK_LABELS = {
+    right: "Right",
+    wrong: "Wrong",
+    unanswerable: "The documents do not say this",
+  };
+  const marked = new WeakMap(); // turn -> {question, done, record, lines, unsupported}
+
+  function attachMarks(turn, done, question) {
+    const entry = { question, done, record: null, mark: null, lines: [], unsupported: [] };
+    marked.set(turn, entry);
+    const status = el("p", { class: "feedback-status", "aria-live": "polite" });
+    const bar = el("div", { class: "feedback", role: "group", "aria-label": "Mark this answer" });
+    for (const [mark, label] of Object.entries(MARK_LABELS)) {
+      bar.append(
+        el("button", {
+          type: "button",
+          class: "quiet-button mark",
+          "data-mark": mark,
+          "aria-pressed": "false",
+          text: label,
+          onclick: () => sendMark(turn, { mark }),
+        }),
+      );
+    }
+    bar.append(status);
+    turn.querySelector(".answer").append(bar);
+  }
+
+  function markBody(entry) {
+    const done = entry.done;
+    const range = (c) => ({ path: c.path, start_line: c.start_line, end_line: c.end_line });
+    const body = {
+      origin: "page",
+      mark: entry.mark,
+      question: entry.question,
+      query: done.query || null,
+      answer: done.answer || "",
+      abstained: Boolean(done.abstained),
+      citations: (done.citations || []).map(range),
+      backend: done.backend || "",
+      model: done.model || "",
+      index_version: done.index_version || null,
+      lines: entry.lines,
+      unsupported: entry.unsupported,
+    };
+    if (entry.record) body.id = entry.record.id;
+    return body;
+  }
+
+  function markSaid(record) {
+    const lines = record.lines.map((r) => anchor(r)).join(", ");
+    const head = `Saved as feedback #${record.id}: ${MARK_LABELS[record.mark].toLowerCase()}` +
+      (lines ? `, right lines ${lines}` : "");
+    if (record.state === "needs lines") {
+      return `${head}. Open a citation and choose the lines that do answer it.`;
+    }
+    if (record.state === "stale") return `${head}. Stale: ${record.problems.join("; ")}.`;
+    return `${head}. \`rag feedback export\` makes it a regression case.`;
+  }
+
+  async function sendMark(turn, change) {
+    const entry = marked.get(turn);
+    if (!entry) return null;
+    const before = { mark: entry.mark, lines: entry.lines, unsupported: entry.unsupported };
+    Object.assign(entry, change);
+    const status = turn.querySelector(".feedback-status");
+    try {
+      entry.record = await apiJson("/v1/feedback", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(markBody(entry)),
+      });
+    } catch (err) {
+      Object.assign(entry, before);
+      status.replaceChildren(errorBox(err));
+      return null;
+    }
+    for (const button of turn.querySelectorAll(".feedback .mark")) {
+      button.setAttribute("aria-pressed", String(button.dataset.mark === entry.mark));
+    }
+    const text = markSaid(entry.record);
+    status.textContent = text;
+    announce(text);
+    return entry.record;
+  }
+
+  // The panel: opened from a turn's citation or passage, its lines can be chosen and marked.
+  function panelOpenedFrom(event) {
+    const button = event.target.closest(".chip, .source");
+    if (!button) return;
+    const turn = button.closest("article.turn");
+    const entry = turn ? marked.get(turn) : null;
+    state.markTurn = entry ? turn : null;
+    state.markPath = button.dataset.path || "";
+    $("panel-marks").hidden = !entry;
+    $("panel-marks-status").textContent = "";
+    document.body.classList.toggle("choosing-lines", Boolean(entry));
+  }
+
+  function chooseLine(event) {
+    if (!state.markTurn) return;
+    const row = event.target.closest("li.line");
+    if (!row) return;
+    const rows = [...$("panel-lines").querySelectorAll("li.line")];
+    if (event.shiftKey && state.lastChosen && rows.includes(state.lastChosen)) {
+      window.getSelection().removeAllRanges(); // Shift+click also extends the text selection
+      const [a, b] = [rows.indexOf(state.lastChosen), rows.indexOf(row)].sort((x, y) => x - y);
+      rows.slice(a, b + 1).forEach((r) => r.classList.add("chosen"));
+    } else if (window.getSelection().toString()) {
+      return; // a drag that selected text, not a click on a line
+    } else {
+      row.classList.toggle("chosen");
+    }
+    state.lastChosen = row;
+    for (const r of rows) r.setAttribute("aria-selected", String(r.classList.contains("chosen")));
+  }
+
+  // Consecutive line numbers as ranges: [3,4,5,9] -> 3-5, 9-9.
+  function rangesOf(numbers, path) {
+    const out = [];
+    for (const n of [...new Set(numbers)].sort((a, b) => a - b)) {
+      const last = out[out.length - 1];
+      if (last && n === last.end_line + 1) last.end_line = n;
+      else out.push({ path, start_line: n, end_line: n });
+    }
+    return out;
+  }
+
+  function chosenRanges(fallback) {
+    const pick = (selector) =>
+      [...$("panel-lines").querySelectorAll(selector)].map((r) => Number(r.dataset.line));
+    let numbers = pick("li.line.chosen");
+    if (!numbers.length && fallback) numbers = pick(fallback);
+    return rangesOf(numbers, state.markPath);
+  }
+
+  async function markLines(kind) {
+    const turn = state.markTurn;
+    const entry = turn ? marked.get(turn) : null;
+    if (!entry) return;
+    const say = $("panel-marks-status");
+    const ranges = chosenRanges(kind === "unsupported" ? "li.line.cited" : null);
+    if (!ranges.length) {
+      say.textContent = "Click the lines first.";
+      return;
+    }
+    const others = entry[kind].filter((r) => r.path !== state.markPath); // other files' lines
+    const change = { [kind]: [...others, ...ranges] };
+    if (kind === "lines" && entry.mark !== "right") change.mark = "wrong";
+    if (kind === "unsupported" && !entry.mark) change.mark = "wrong";
+    const record = await sendMark(turn, change);
+    say.textContent = record ? markSaid(record) : turn.querySelector(".feedback-status").textContent;
+  }
+
   // -- views, status, keyboard ------------------------------------------------------------
   function showView(name) {
     for (const view of ["ask", "docs"]) {
@@ -695,6 +856,10 @@
     $("upload-form").addEventListener("submit", upload);
     $("key-form").addEventListener("submit", keyGiven);
     $("key-dialog").addEventListener("cancel", (event) => event.preventDefault());
+    $("conversation").addEventListener("click", panelOpenedFrom);
+    $("panel-lines").addEventListener("click", chooseLine);
+    $("mark-lines").addEventListener("click", () => markLines("lines"));
+    $("mark-unsupported").addEventListener("click", () => markLines("unsupported"));
     for (const tab of document.querySelectorAll(".tab")) {
       tab.addEventListener("click", () => showView(tab.dataset.view));
     }

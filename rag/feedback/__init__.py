@@ -1,0 +1,1 @@
+"""Marks on answers that become golden rows: the store, the service, the export."""
