@@ -30,6 +30,7 @@ from rag.api.middleware import (
     REDACT_SECRETS,
     ApiKeyMiddleware,
     BodyLimitMiddleware,
+    ErrorBoundary,
     MetricsMiddleware,
     TrustedHostMiddleware,
 )
@@ -75,6 +76,7 @@ def _middleware(
 ) -> list[Middleware]:
     stack = [
         Middleware(MetricsMiddleware, metrics=metrics, templates=templates),
+        Middleware(ErrorBoundary, index_dir=settings.index_dir),
         Middleware(TrustedHostMiddleware, hosts=_trusted_hosts(settings)),
     ]
     if settings.cors_origins:
