@@ -258,6 +258,8 @@ def test_upload_named_the_rfc_5987_way(server: Server) -> None:
 def test_api_key_in_the_query_string_is_not_logged(server: Server) -> None:
     secret = "query-secret-7f3a"
     httpx.get(f"{server.url}/v1/documents?api_key={secret}&x=1", timeout=10)
+    httpx.get(f"{server.url}/v1/documents?api%5Fkey={secret}", timeout=10)  # encoded names
+    httpx.get(f"{server.url}/v1/documents?x=2&%61pi%2Dkey={secret}", timeout=10)
     httpx.get(f"{server.url}/v1/documents?token={secret}", timeout=10)
     log = (server.home / "server.log").read_text()
     deadline = time.monotonic() + 10
@@ -265,6 +267,7 @@ def test_api_key_in_the_query_string_is_not_logged(server: Server) -> None:
         time.sleep(0.1)
         log = (server.home / "server.log").read_text()
     assert secret not in log and "api_key=***&x=1" in log and "token=***" in log
+    assert "api%5Fkey=***" in log and "%61pi%2Dkey=***" in log
 
 
 def test_legacy_routes(server: Server) -> None:
