@@ -108,7 +108,7 @@ def device_of(path: Path) -> str:
 def disk_full_error(index_dir: Path) -> DiskFullError:
     return DiskFullError(
         f"no space left on {device_of(index_dir)} for the index at {index_dir}",
-        "free space or move RAG_INDEX_DIR; the next `rag ingest` resumes where this one stopped",
+        "free space or move RAG_INDEX_DIR (an interrupted ingest resumes at the next `rag ingest`)",
     )
 
 

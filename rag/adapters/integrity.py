@@ -18,6 +18,8 @@ import sqlite3
 import struct
 from pathlib import Path
 
+from rag.adapters.faults import is_disk_full
+
 SQLITE_MAGIC = b"SQLite format 3\x00"
 QUICK_CHECK_BYTES = 256 << 20  # quick_check reads every page: about 1 s per 256 MiB
 HNSW_HEADER = struct.Struct("<QQQQQQiIQQQdQ")  # hnswlib's saveIndex header, in order
@@ -48,10 +50,27 @@ def sqlite_header(path: Path) -> str | None:
     return None
 
 
-def _open_readonly(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+def _open_readonly(path: Path, immutable: bool = False) -> sqlite3.Connection:
+    """Read-only; ``immutable``: not even the shared-memory file of a WAL database is made
+    (a full disk has no room for it)."""
+    flag = "immutable=1" if immutable else "mode=ro"
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?{flag}", uri=True, check_same_thread=False)
     db.execute("PRAGMA busy_timeout=5000")
     return db
+
+
+def _pragma(path: Path, pragma: str) -> list[tuple[object, ...]]:
+    for immutable in (False, True):
+        try:
+            db = _open_readonly(path, immutable)
+            try:
+                return list(db.execute(f"PRAGMA {pragma}(5)").fetchall())
+            finally:
+                db.close()
+        except sqlite3.OperationalError as exc:
+            if immutable or not is_disk_full(exc, path.parent):
+                raise
+    raise AssertionError("unreachable")
 
 
 def check_sqlite(path: Path, full: bool = False) -> str | None:
@@ -63,11 +82,7 @@ def check_sqlite(path: Path, full: bool = False) -> str | None:
         return None
     pragma = "integrity_check" if full else "quick_check"
     try:
-        db = _open_readonly(path)
-        try:
-            rows = db.execute(f"PRAGMA {pragma}(5)").fetchall()
-        finally:
-            db.close()
+        rows = _pragma(path, pragma)
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc) or "busy" in str(exc):
             return None  # a writer holds it: not a sign of damage

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rag.adapters.faults import is_disk_full
 from rag.models import Chunk
 from rag.text import STOPWORDS
 
@@ -102,8 +103,17 @@ class LexicalIndex:
         self.path = path
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.executescript(_SCHEMA)
-        self._add_columns()
+        try:
+            self._db.executescript(_SCHEMA)
+            self._add_columns()
+        except sqlite3.OperationalError as exc:
+            if not path.exists() or not is_disk_full(exc, path.parent):
+                raise
+            # A full disk: SQLite cannot make the shared-memory file a WAL database wants
+            # beside it.  Read the file as it is (queries keep working; writes fail, named).
+            self._db.close()
+            uri = f"{path.resolve().as_uri()}?immutable=1"
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
         self._idf_cache: dict[str, float] = {}
         self._total: int | None = None  # chunk count for idf(), forgotten with _idf_cache
 

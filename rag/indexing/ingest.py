@@ -32,11 +32,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from rag.adapters.embedder import Embedder
+from rag.adapters.faults import disk_full_error, is_disk_full
 from rag.adapters.generations import GenerationStores
 from rag.adapters.manifest import FileEntry, Generation, ManifestDB
 from rag.adapters.store import ChromaStore, IndexInfo
 from rag.config import Settings
-from rag.errors import EmptyCorpusError, IndexStateError, ManifestDamagedError
+from rag.errors import EmptyCorpusError, IndexStateError, ManifestDamagedError, RagError
 from rag.indexing.chunker import Chunker
 from rag.indexing.integrity import vectors_readable
 from rag.indexing.loader import Document, Skipped, SourceFile, discover, read
@@ -224,8 +225,13 @@ class IngestService:
         for link in links:
             report.skipped.append(link)
             self.progress.warn(f"skipped {link.path}: {link.reason}")
-        with self.lock():
-            self._ingest(sources, roots, report, rebuild=rebuild, prune=prune)
+        try:
+            with self.lock():
+                self._ingest(sources, roots, report, rebuild=rebuild, prune=prune)
+        except Exception as exc:  # a full disk anywhere (Chroma, SQLite, the lock): named
+            if isinstance(exc, RagError) or not is_disk_full(exc, self.settings.index_dir):
+                raise
+            raise disk_full_error(self.settings.index_dir) from exc
         report.seconds = time.perf_counter() - started
         return report
 

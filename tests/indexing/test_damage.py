@@ -62,9 +62,14 @@ def _hnsw_persisted(runtime: Runtime) -> Path:
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     chunks = [
         Chunk(
-            id=f"filler-{i}", path="filler.txt", start_line=i + 1, end_line=i + 1,
-            start_char=0, end_char=1, text="x",
-        )  # fmt: skip
+            id=f"filler-{i}",
+            path="filler.txt",
+            start_line=i + 1,
+            end_line=i + 1,
+            start_char=0,
+            end_char=1,
+            text="x",
+        )
         for i in range(1000)
     ]
     store.upsert(chunks, vectors)
