@@ -8,6 +8,7 @@ cheap to hit.  Ollama is "down" (nothing listens at OLLAMA_HOST).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import threading
@@ -211,6 +212,7 @@ def test_upload_ask_delete(server: Server) -> None:
     )
     stored = server.corpus / "uploads" / "zoo notes_.txt"
     assert stored.read_text() == text
+    assert not (server.corpus / "uploads" / "pic.png").exists()  # refused: not kept
     assert not (server.home / "zoo notes_.txt").exists()  # the name's ../ went nowhere
     listed = {d["path"]: d for d in server.documents()["documents"]}
     assert listed["uploads/zoo notes_.txt"]["uploaded"] is True
@@ -231,6 +233,18 @@ def test_upload_ask_delete(server: Server) -> None:
     assert all(p["path"] != "uploads/zoo notes_.txt" for p in found["passages"])
     again = server.client.delete("/v1/documents/uploads/zoo%20notes_.txt")
     assert again.status_code == 404 and error_of(again)["code"] == "document_not_found"
+
+
+def test_a_refused_upload_leaves_nothing_and_names_no_server_path(server: Server) -> None:
+    files = [("files", ("blob.png", b"\x89PNG\r\n\x1a\n" + bytes(32), "image/png"))]
+    r = server.client.post("/v1/ingest", files=files)
+    assert r.status_code == 202, r.text
+    job = wait_job(server.client, r.json()["job"]["id"])
+    assert job["state"] == "failed" and job["errors"], job
+    error = job["errors"][0]
+    assert error["code"] == "empty_corpus" and "uploads/blob.png" in error["message"]
+    assert str(server.corpus) not in json.dumps(job)  # the client's names, not the server's
+    assert not (server.corpus / "uploads" / "blob.png").exists()
 
 
 def test_upload_named_the_rfc_5987_way(server: Server) -> None:
