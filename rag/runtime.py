@@ -137,6 +137,7 @@ class Runtime:
             store = ChromaStore(self.settings, self.index_info, f"{self.settings.collection}-g0")
             store.missing = self._missing()
             return store
+        self.check_damage(gen)  # never handed out damaged: Chroma may crash on cut files
         return self.stores(gen)[0]
 
     @cached_property
