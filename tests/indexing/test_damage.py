@@ -150,3 +150,18 @@ def test_the_full_check_reads_vectors_back(
     runtime = _copy(template, tmp_path, embedder)
     status = index_status(runtime.ingest_service(), full=True)
     assert status.checked == "full" and status.in_sync and not status.damaged, status
+
+
+def test_a_damaged_keyword_index_read_anyway_names_the_file(
+    template: Path, tmp_path: Path, embedder: Embedder
+) -> None:
+    from rag.adapters.lexical import LexicalIndex
+
+    runtime = _copy(template, tmp_path, embedder)
+    path = runtime.settings.index_dir / "lexical-g1.sqlite"
+    zero_page(path, 135168)
+    lexical = LexicalIndex(path)  # opened without the check (what a running reader holds)
+    with pytest.raises(IndexDamagedError) as raised:  # the page holds sentence vectors
+        lexical.sentence_vectors(sorted(lexical.ids()))
+    assert raised.value.message.startswith(f"damaged: the keyword index {path}")
+    assert "rag ingest --rebuild" in raised.value.hint
