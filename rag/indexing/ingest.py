@@ -39,7 +39,7 @@ from rag.adapters.store import ChromaStore, IndexInfo
 from rag.config import Settings
 from rag.errors import EmptyCorpusError, IndexStateError, ManifestDamagedError, RagError
 from rag.indexing.chunker import Chunker
-from rag.indexing.integrity import vectors_readable
+from rag.indexing.integrity import damage, vectors_readable
 from rag.indexing.loader import Document, Skipped, SourceFile, discover, read
 from rag.indexing.recovery import Recovery, builds_wanted
 from rag.models import Chunk, now
@@ -170,6 +170,8 @@ class IngestService:
             return f"{len(unfinished)} document(s) not finished, e.g. {unfinished[0]}"
         if not files:
             return "the index lists no documents"
+        if found := damage(self.settings, active):  # not opened: `--rebuild` heals it
+            return f"damaged: {'; '.join(found)}"
         store, lexical = self.stores(active)
         listed = sum(len(e.chunk_ids) for e in files.values())
         held = store.count() if store.exists() else 0

@@ -123,6 +123,7 @@ def test_damage_is_named_and_rebuild_heals_it(
     assert not status.in_sync and status.damaged, status
     assert any(named in d for d in status.damaged), status.damaged
     assert any("run `rag ingest --rebuild`" in r for r in status.out_of_sync)
+    assert (runtime.ingest_service().stale_reason() or "").startswith("damaged: ")
 
     with pytest.raises(IndexDamagedError) as raised:  # never read as if whole
         runtime.answer_service.ask(PUTIN_2000)
