@@ -16,7 +16,9 @@ and exits non-zero.
     │   ├── IndexMissingError  no index yet: run `rag ingest`
     │   ├── IndexMismatchError built with another embedding model or chunker
     │   ├── IndexLockedError   another process is writing this index
-    │   └── ManifestDamagedError   the manifest is torn, truncated or not ours
+    │   ├── ManifestDamagedError   the manifest is torn, truncated or not ours
+    │   └── IndexDamagedError  a store of the index fails its integrity check (503)
+    ├── DiskFullError          no space left on the index's file system (507)
     ├── PromptError            a prompt template is missing or lacks a variable
     ├── RemoteError            a rag server called over HTTP answered with an error
     ├── LLMError               the language model backend failed
@@ -105,6 +107,20 @@ class IndexLockedError(IndexStateError):
 
 class ManifestDamagedError(IndexStateError):
     """The manifest file exists but cannot be trusted (torn, truncated, not ours)."""
+
+
+class IndexDamagedError(IndexStateError):
+    """A store of the index (Chroma's SQLite or HNSW files, the keyword index) is damaged:
+    it failed an integrity check, or a read of it failed.  ``rag ingest --rebuild`` heals it."""
+
+    code = "index_damaged"
+
+
+class DiskFullError(RagError):
+    """No space left on the file system that holds the index (ENOSPC, SQLite's "disk is
+    full", or a failed write with no free space)."""
+
+    code = "disk_full"
 
 
 class PromptError(RagError):

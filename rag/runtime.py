@@ -27,6 +27,7 @@ from rag.config import Settings
 from rag.errors import IndexLockedError, IndexMismatchError, IndexMissingError, RagError
 from rag.indexing.chunker import CHUNKER_VERSION, Chunker
 from rag.indexing.ingest import IngestService, Progress
+from rag.indexing.integrity import damage, damaged_error
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class Runtime:
         self._seen: object = None  # the manifest's stamp when follow() last looked
         self._checked = 0.0  # when follow() last read the manifest's revision
         self._revision: int | None = None
+        self._damage: dict[int, list[str]] = {}  # generation id -> what its check found
 
     def built(self, part: str) -> bool:
         """Is ``part`` (the name of a property, e.g. ``"answer_service"``) built already?"""
@@ -135,6 +137,7 @@ class Runtime:
             store = ChromaStore(self.settings, self.index_info, f"{self.settings.collection}-g0")
             store.missing = self._missing()
             return store
+        self.check_damage(gen)  # never handed out damaged: Chroma may crash on cut files
         return self.stores(gen)[0]
 
     @cached_property
@@ -170,8 +173,19 @@ class Runtime:
     def default_backend(self) -> Choice:
         return make_backend(self.settings, self.settings.llm_backend)
 
+    def check_damage(self, gen: Generation) -> None:
+        """The cheap integrity check of ``gen``'s files (once per generation opened): raises
+        IndexDamagedError naming what is damaged, before Chroma or SQLite reads them."""
+        found = self._damage.get(gen.id)
+        if found is None:
+            found = self._damage[gen.id] = damage(self.settings, gen)
+        if found:
+            raise damaged_error(found)
+
     @cached_property
     def retriever(self) -> Retriever:
+        if self.generation is not None:
+            self.check_damage(self.generation)
         self.store.open()
         if self.lexical.count() != self.store.count():
             try:  # only a writer may repair the keyword index
@@ -226,3 +240,4 @@ class Runtime:
         with self._refresh_lock:
             for name in _READ_SIDE:
                 self.__dict__.pop(name, None)
+            self._damage.clear()

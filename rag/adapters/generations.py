@@ -28,6 +28,11 @@ class GenerationStores:
                 self._open[gen.id] = (store, lexical)
             return self._open[gen.id]
 
+    def forget_all(self) -> None:
+        """Stop handing out any generation's objects (their files are being moved)."""
+        with self._lock:
+            self._open.clear()
+
     def forget(self, gen: Generation) -> None:
         """Stop handing out this generation's objects.  Not closed here: a query still
         running on them finishes (an unlinked SQLite file stays readable while open)."""

@@ -7,13 +7,15 @@ through a transaction, so the file is never half-updated.
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
+from rag.adapters.faults import damaged_error, is_damage, is_disk_full
 from rag.models import Chunk
 from rag.text import STOPWORDS
 
@@ -96,14 +98,44 @@ def _row(c: Chunk) -> tuple[object, ...]:
     )
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _named(method: Callable[P, R]) -> Callable[P, R]:
+    """A read that fails because the file is damaged says so, naming the file (the check at
+    open reads every page, so this is what changed under a running reader)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise
+            where = getattr(args[0], "path", "") if args else ""
+            raise damaged_error(f"the keyword index {where}", exc) from exc
+
+    return wrapper
+
+
 class LexicalIndex:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.executescript(_SCHEMA)
-        self._add_columns()
+        try:
+            self._db.executescript(_SCHEMA)
+            self._add_columns()
+        except sqlite3.OperationalError as exc:
+            if not path.exists() or not is_disk_full(exc, path.parent):
+                raise
+            # A full disk: SQLite cannot make the shared-memory file a WAL database wants
+            # beside it.  Read the file as it is (queries keep working; writes fail, named).
+            self._db.close()
+            uri = f"{path.resolve().as_uri()}?immutable=1"
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
         self._idf_cache: dict[str, float] = {}
         self._total: int | None = None  # chunk count for idf(), forgotten with _idf_cache
 
@@ -196,6 +228,7 @@ class LexicalIndex:
             self._db.execute("COMMIT")
 
     # -- reads -------------------------------------------------------------
+    @_named
     def sentence_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored sentence vectors of these chunks (float32; chunks without any: absent)."""
         import numpy as np
@@ -213,14 +246,17 @@ class LexicalIndex:
                     out[cid] = out[cid].reshape(-1, dim)
         return out
 
+    @_named
     def count(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM chunks").fetchone()[0])
 
+    @_named
     def ids(self) -> set[str]:
         with self._lock:
             return {row[0] for row in self._db.execute("SELECT id FROM chunks")}
 
+    @_named
     def paths(self, prefixes: Sequence[str] | None = None) -> list[str]:
         """Document paths, optionally only those under any of ``prefixes``."""
         sql, args = "SELECT DISTINCT path FROM chunks", []
@@ -230,6 +266,7 @@ class LexicalIndex:
         with self._lock:
             return sorted(row[0] for row in self._db.execute(sql + " ORDER BY path", args))
 
+    @_named
     def idf(self, terms: Iterable[str]) -> dict[str, float]:
         """BM25-style inverse document frequency of each term over the chunks (0 df: high)."""
         import math
@@ -256,6 +293,7 @@ class LexicalIndex:
                 self._idf_cache[term] = out[term] = value
         return out
 
+    @_named
     def blank_between(self, path: str, start_line: int, end_line: int) -> bool:
         """Are lines ``start_line..end_line`` of ``path`` all blank?
 
@@ -277,6 +315,7 @@ class LexicalIndex:
                     return False
         return True
 
+    @_named
     def search(
         self, question: str, k: int, prefixes: Sequence[str] | None = None
     ) -> list[tuple[Chunk, float]]:

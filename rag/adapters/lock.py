@@ -120,8 +120,11 @@ class IndexLock:
             "command": self.purpose or _command(),
             "since": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+        except OSError:  # a full disk: the lock holds all the same, only undescribed
+            pass
         with _HELD_LOCK:
             _HELD[key] = _Held(fd, 1)
         self._held = True

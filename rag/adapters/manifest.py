@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -28,8 +29,11 @@ from contextlib import contextmanager
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
+from rag.adapters.faults import disk_full_error, is_disk_full
 from rag.errors import IndexStateError, ManifestDamagedError
 from rag.models import now
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
 FILE_NAME = "manifest.sqlite"
@@ -132,12 +136,34 @@ class ManifestDB:
                 db.execute("PRAGMA synchronous=FULL")
             except sqlite3.DatabaseError as exc:
                 db.close()
-                raise self._damaged(str(exc)) from None
+                if not is_disk_full(exc, self.index_dir):
+                    raise self._damaged(str(exc)) from None
+                if create:
+                    raise disk_full_error(self.index_dir) from None
+                db = self._open_snapshot()  # a reader keeps reading the last good state
             except ManifestDamagedError:
                 db.close()
                 raise
             self._db = db
             return db
+
+    def _open_snapshot(self) -> sqlite3.Connection:
+        """Read-only, without the shared-memory file SQLite wants beside a WAL database (it
+        cannot be made on a full disk): the state the file holds, for readers only."""
+        log.warning("no space left beside %s: reading it as it is, read-only", self.path)
+        uri = f"{self.path.resolve().as_uri()}?immutable=1"
+        db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None or row[0] != str(SCHEMA_VERSION):
+                raise self._damaged(f"schema version {row[0] if row else 'missing'}")
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise self._damaged(str(exc)) from None
+        except ManifestDamagedError:
+            db.close()
+            raise
+        return db
 
     def _create(self) -> None:
         """A new, empty manifest, made whole in a temporary file and renamed into place."""

@@ -82,6 +82,16 @@ def _server_error(settings: Settings, exc: Exception) -> ConfigError:
     )
 
 
+def release_clients() -> None:
+    """Close every embedded Chroma this process opened (before its folder is moved aside)."""
+    try:
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()
+    except Exception as exc:  # an older or newer Chroma without it: the folder still moves
+        log.warning("could not close Chroma's clients: %s", exc)
+
+
 class ChromaStore:
     """One collection of chunks with their line anchors as metadata."""
 

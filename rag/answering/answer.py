@@ -346,6 +346,7 @@ class AnswerService:
             answer.notes.append("the model found no answer in the retrieved passages")
             return
         cited = citer.result()
+        reader_confidence = answer.confidence
         if cited.dropped_sentences:
             done = "marked [unsupported]" if self.settings.unsupported == "mark" else "removed"
             answer.notes.append(
@@ -359,5 +360,6 @@ class AnswerService:
         else:
             best = candidates[0]
             answer.answer, answer.citations = best.cited_text(), [best.citation()]
+            answer.confidence = reader_confidence  # the reader's line, the reader's confidence
             answer.notes.append("showing the best-matching line instead of the model's answer")
         answer.abstained = False

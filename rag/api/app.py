@@ -17,6 +17,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from rag import __version__
+from rag.adapters.faults import translate
 from rag.api import errors
 from rag.api.asking import Asker
 from rag.api.deps import Services
@@ -30,6 +31,7 @@ from rag.api.middleware import (
     REDACT_SECRETS,
     ApiKeyMiddleware,
     BodyLimitMiddleware,
+    ErrorBoundary,
     MetricsMiddleware,
     TrustedHostMiddleware,
 )
@@ -38,7 +40,6 @@ from rag.api.probe import LLMProbe
 from rag.api.routes import router
 from rag.api.routes.page import PAGE_ROUTES
 from rag.config import Settings
-from rag.errors import RagError
 from rag.feedback.marking import FeedbackService
 from rag.mcp.http import MCP_PATH, mount_mcp
 from rag.runtime import Runtime
@@ -82,6 +83,7 @@ def _middleware(
 ) -> list[Middleware]:
     stack = [
         Middleware(MetricsMiddleware, metrics=metrics, templates=templates),
+        Middleware(ErrorBoundary, index_dir=settings.index_dir),
         Middleware(TrustedHostMiddleware, hosts=_trusted_hosts(settings)),
     ]
     if settings.cors_origins:
@@ -181,16 +183,22 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         try:
             for note in await run_in_threadpool(runtime.ingest_service().check):
                 log.warning("%s", note)
-        except RagError as exc:
-            log.warning("index check: %s (%s)", exc.message, exc.hint)
+        except Exception as exc:  # a damaged index, a full disk: served, and /readyz says so
+            known = translate(exc, settings.index_dir)
+            if known is None:
+                raise
+            log.warning("index check: %s (%s)", known.message, known.hint)
         try:
             await run_in_threadpool(lambda: runtime.answer_service)
             # (choosing "auto" probes Ollama: never on the event loop, and the probe has its
             # own short timeout, so a stalled server cannot hold the start-up)
             choice = await run_in_threadpool(lambda: runtime.default_backend)
             log.info("LLM backend: %s (%s)", choice.backend, choice.reason)
-        except RagError as exc:
-            log.warning("not ready: %s (%s)", exc.message, exc.hint)
+        except Exception as exc:
+            known = translate(exc, settings.index_dir)
+            if known is None:
+                raise
+            log.warning("not ready: %s (%s)", known.message, known.hint)
         try:
             async with mcp_sessions():
                 yield

@@ -27,6 +27,7 @@ import anyio.to_thread
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive
 
+from rag.adapters.faults import translate
 from rag.adapters.llm.base import LLM
 from rag.answering.answer import MAX_QUESTION_CHARS, AnswerService
 from rag.answering.conversation import Conversation, Rewrite, history_turn
@@ -248,6 +249,7 @@ def sse(event: str, data: Any) -> bytes:
 
 
 def error_data(exc: BaseException) -> dict[str, Any]:
+    exc = translate(exc) or exc  # a full disk, a damaged index: named as such
     if isinstance(exc, RagError):
         return {"error": {"code": exc.code, "message": exc.message, "hint": exc.hint}}
     log.error("answer failed: %s", exc.__class__.__name__, exc_info=exc)

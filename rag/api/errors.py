@@ -17,12 +17,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rag.adapters.faults import translate
 from rag.errors import (
     ConfigError,
     DeadlineExceededError,
+    DiskFullError,
     DocumentNotFoundError,
     FeedbackNotFoundError,
     IndexBusyError,
+    IndexDamagedError,
     IndexMismatchError,
     IndexMissingError,
     IndexStateError,
@@ -66,11 +69,13 @@ STATUS: list[tuple[type[RagError], int]] = [
     (InputError, 400),
     (IndexMissingError, 503),
     (IndexBusyError, 503),
+    (IndexDamagedError, 503),
     (IndexStateError, 503),
     (ModelNotFoundError, 503),
     (LLMUnavailableError, 503),
     (LLMTimeoutError, 504),
     (DeadlineExceededError, 504),
+    (DiskFullError, 507),
     (ConfigError, 500),
 ]
 
@@ -115,6 +120,7 @@ def openai_body(status: int, code: str, message: str, hint: str = "") -> dict[st
 
 def openai_error_data(exc: BaseException) -> dict[str, Any]:
     """The OpenAI-shaped error of a failure inside a stream (no status line to set)."""
+    exc = translate(exc) or exc
     if isinstance(exc, RagError):
         return openai_body(status_for(exc), exc.code, exc.message, exc.hint)
     log.error("answer failed: %s", exc.__class__.__name__, exc_info=exc)

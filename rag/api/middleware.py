@@ -1,7 +1,8 @@
-"""Pure ASGI middleware: request metrics, the Host check, the API key and the body limit.
+"""Pure ASGI middleware: request metrics, the error boundary, the Host check, the API key and
+the body limit.
 
-Order, outermost first: metrics (sees every response, refusals included) -> trusted Host
--> CORS (if configured) -> API key -> body limit -> the routes.
+Order, outermost first: metrics (sees every response, refusals included) -> error boundary
+-> trusted Host -> CORS (if configured) -> API key -> body limit -> the routes.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from urllib.parse import unquote_plus
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rag.api.errors import error_response
+from rag.adapters.faults import translate
+from rag.api.errors import error_response, shaped
 from rag.api.metrics import Metrics
 from rag.errors import (
     PayloadTooLargeError,
@@ -100,22 +104,75 @@ class MetricsMiddleware:
             self.metrics.latency.observe(time.monotonic() - started, method, route)
 
 
+log = logging.getLogger(__name__)
+
+
+class ErrorBoundary:
+    """Anything a route raises that no handler took becomes a JSON answer here: a full disk
+    507, a damaged index 503, anything else 500 (logged with its traceback).
+
+    Starlette's own last-resort handler answers too, but then re-raises, and uvicorn closes
+    a connection whose handler raised: the client's next request on it was reset.  Here the
+    error ends with the answer, so a keep-alive connection stays usable.  An error after the
+    answer began cannot be answered: it is raised as before.
+    """
+
+    def __init__(self, app: ASGIApp, index_dir: Path | None = None) -> None:
+        self.app = app
+        self.index_dir = index_dir
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            if started:
+                raise
+            path = scope.get("path", "")
+            known = translate(exc, self.index_dir)
+            if known is None:
+                log.error("unhandled error: %s", exc.__class__.__name__, exc_info=exc)
+                response = shaped(
+                    path, 500, "internal_error", "the server failed to answer", "see the server log"
+                )
+            else:
+                log.warning("%s: %s (%s)", path, known.message, known.hint)
+                response = error_response(known, path)
+            await response(scope, receive, send)
+
+
 _HOST_HEADER = re.compile(
     r"(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?))(?::\d{1,5})?"
     r"|(?P<bare>[0-9a-f]*:[0-9a-f]*:[0-9a-f:.]*)"  # an IPv6 address without brackets or port
 )
 
 
-_SECRET_PARAM = re.compile(
-    r"((?:^|[?&;])(?:api[_-]?key|apikey|key|token|access[_-]?token|auth|password)=)[^&;#\s\"]*",
-    re.IGNORECASE,
+_PARAM = re.compile(r"((?:^|[?&;])([^=&;#\s\"?]+)=)([^&;#\s\"]*)")
+_SECRET_NAME = re.compile(
+    r"api[_-]?key|apikey|key|token|access[_-]?token|auth|password", re.IGNORECASE
 )
+
+
+def _secret_value(match: re.Match[str]) -> str:
+    name = unquote_plus(unquote_plus(match.group(2))).strip()  # api%5Fkey, api%255Fkey
+    return match.group(1) + "***" if _SECRET_NAME.fullmatch(name) else match.group(0)
 
 
 def redact_query(target: str) -> str:
     """A request target with the values of secret-looking query parameters replaced by
-    ``***`` (``/v1/ask?api_key=s3cret`` -> ``/v1/ask?api_key=***``)."""
-    return _SECRET_PARAM.sub(r"\1***", target) if "=" in target else target
+    ``***`` (``/v1/ask?api_key=s3cret`` -> ``/v1/ask?api_key=***``), whatever the name's
+    percent-encoding (``api%5Fkey``, ``%61pi_key``)."""
+    return _PARAM.sub(_secret_value, target) if "=" in target else target
 
 
 class RedactSecrets(logging.Filter):
@@ -123,9 +180,7 @@ class RedactSecrets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(
-                redact_query(a) if isinstance(a, str) else a for a in record.args
-            )
+            record.args = tuple(redact_query(a) if isinstance(a, str) else a for a in record.args)
         elif isinstance(record.msg, str):
             record.msg = redact_query(record.msg)
         return True

@@ -7,9 +7,9 @@ can answer now (``extractive`` always can).
 
 from __future__ import annotations
 
+from rag.adapters.faults import translate
 from rag.api.deps import Services
 from rag.api.schemas import ErrorInfo, IndexReadiness, Readiness
-from rag.errors import RagError
 
 
 def readiness(services: Services) -> Readiness:
@@ -22,8 +22,11 @@ def readiness(services: Services) -> Readiness:
             documents=len(services.documents.manifest().files),
             version=version,
         )
-    except RagError as exc:
-        index = IndexReadiness(opened=False, error=ErrorInfo.of(exc))
+    except Exception as exc:
+        known = translate(exc, services.runtime.settings.index_dir)  # a full disk, damage
+        if known is None:
+            raise
+        index = IndexReadiness(opened=False, error=ErrorInfo.of(known))
     llm = services.probe.check()
     ready = index.opened and llm.answering
     return Readiness(status="ready" if ready else "not_ready", index=index, llm=llm)

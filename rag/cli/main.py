@@ -7,10 +7,12 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
 
 from rag.cli.eval_cmd import eval_command
@@ -31,23 +33,76 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def debugging() -> bool:
+    """--debug or RAG_DEBUG=1: show the traceback of an unexpected error."""
+    return os.environ.get("RAG_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _index_dir(given: object) -> Path | None:
+    """The index folder the command used (for naming a full disk), if the settings load."""
+    if isinstance(given, Path):
+        return given
+    try:
+        settings, _ = cli_settings()
+    except Exception:
+        return None
+    return Path(settings.index_dir)
+
+
+def _say(exc: RagError) -> None:
+    typer.echo(f"error: {exc.message}", err=True)
+    if exc.hint:
+        typer.echo(f"hint: {exc.hint}", err=True)
+
+
 def friendly(func: F) -> F:
-    """Turn rag's errors into one line plus a hint, and Ctrl-C into a quiet exit."""
+    """The CLI's one error boundary: rag's errors become one line plus a hint, a full disk
+    or a damaged index file is named as such, anything else is one line (the traceback
+    with --debug or RAG_DEBUG=1), and Ctrl-C is a quiet exit."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from rag.adapters.faults import translate
+
         try:
             return func(*args, **kwargs)
         except RagError as exc:
-            typer.echo(f"error: {exc.message}", err=True)
-            if exc.hint:
-                typer.echo(f"hint: {exc.hint}", err=True)
+            _say(exc)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException):
+            raise
+        except Exception as exc:
+            known = translate(exc, _index_dir(kwargs.get("index")))
+            if debugging():
+                traceback.print_exc()
+            if known is not None:
+                _say(known)
+                raise typer.Exit(2) from None
+            text = str(exc).splitlines()[0][:300] if str(exc) else ""
+            typer.echo(f"error: unexpected {exc.__class__.__name__}: {text}", err=True)
+            if not debugging():
+                typer.echo(
+                    "hint: run again with --debug (or RAG_DEBUG=1) to see where it failed, "
+                    "and report it",
+                    err=True,
+                )
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an unexpected error.")
+    ] = False,
+) -> None:
+    """Ask your documents questions; every answer cites file and line."""
+    if debug:
+        os.environ["RAG_DEBUG"] = "1"
 
 
 @app.command()
@@ -147,19 +202,28 @@ def _watch(runtime: Any, roots: list[Path]) -> None:
 @friendly
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Full integrity check: every page, the keyword table, sampled vectors.",
+        ),
+    ] = False,
     index: IndexOpt = None,
     corpus: CorpusOpt = None,
 ) -> None:
-    """What the index holds (documents, chunks, size, model) and anything out of sync."""
+    """What the index holds (documents, chunks, size, model) and anything out of sync or
+    damaged."""
     settings, _ = cli_settings(index_dir=index, corpus_dir=corpus)
     from rag.indexing.status import index_status
     from rag.runtime import Runtime
 
-    st = index_status(Runtime(settings).ingest_service())
+    st = index_status(Runtime(settings).ingest_service(), full=check)
     if as_json:
         typer.echo(json.dumps(st.as_dict(), indent=2))
     else:
         vector = "?" if st.chunks_vector is None else str(st.chunks_vector)
+        keyword = "?" if st.chunks_keyword is None else str(st.chunks_keyword)
         rows = [
             ("index", st.index_dir),
             (
@@ -172,14 +236,19 @@ def status(
                 "documents",
                 f"{st.documents}" + (f" (+{st.unfinished} unfinished)" if st.unfinished else ""),
             ),
-            ("chunks", f"{st.chunks_listed} listed, {vector} vectors, {st.chunks_keyword} keyword"),
+            ("chunks", f"{st.chunks_listed} listed, {vector} vectors, {keyword} keyword"),
             ("size on disk", f"{st.size_bytes / 2**20:.1f} MiB"),
             ("writer", st.writer or "none"),
         ]
         for name, value in rows:
             typer.echo(f"{name:>16}: {value}")
-        if st.in_sync:
-            typer.echo(f"{'state':>16}: in sync with {settings.corpus_dir}")
+        if st.damaged:
+            typer.echo(f"{'state':>16}: damaged")
+            for reason in st.out_of_sync:
+                typer.echo(f"{'':>16}  - {reason}")
+        elif st.in_sync:
+            what = "checked whole and " if check else ""
+            typer.echo(f"{'state':>16}: {what}in sync with {settings.corpus_dir}")
         else:
             typer.echo(f"{'state':>16}: out of sync")
             for reason in st.out_of_sync:

@@ -32,12 +32,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from rag.adapters.embedder import Embedder
+from rag.adapters.faults import disk_full_error, is_disk_full
 from rag.adapters.generations import GenerationStores
 from rag.adapters.manifest import FileEntry, Generation, ManifestDB
 from rag.adapters.store import ChromaStore, IndexInfo
 from rag.config import Settings
-from rag.errors import EmptyCorpusError, IndexStateError, ManifestDamagedError
+from rag.errors import EmptyCorpusError, IndexStateError, ManifestDamagedError, RagError
 from rag.indexing.chunker import Chunker
+from rag.indexing.integrity import damage, vectors_readable
 from rag.indexing.loader import Document, Skipped, SourceFile, discover, read
 from rag.indexing.recovery import Recovery, builds_wanted
 from rag.models import Chunk, now
@@ -168,6 +170,8 @@ class IngestService:
             return f"{len(unfinished)} document(s) not finished, e.g. {unfinished[0]}"
         if not files:
             return "the index lists no documents"
+        if found := damage(self.settings, active):  # not opened: `--rebuild` heals it
+            return f"damaged: {'; '.join(found)}"
         store, lexical = self.stores(active)
         listed = sum(len(e.chunk_ids) for e in files.values())
         held = store.count() if store.exists() else 0
@@ -223,8 +227,13 @@ class IngestService:
         for link in links:
             report.skipped.append(link)
             self.progress.warn(f"skipped {link.path}: {link.reason}")
-        with self.lock():
-            self._ingest(sources, roots, report, rebuild=rebuild, prune=prune)
+        try:
+            with self.lock():
+                self._ingest(sources, roots, report, rebuild=rebuild, prune=prune)
+        except Exception as exc:  # a full disk anywhere (Chroma, SQLite, the lock): named
+            if isinstance(exc, RagError) or not is_disk_full(exc, self.settings.index_dir):
+                raise
+            raise disk_full_error(self.settings.index_dir) from exc
         report.seconds = time.perf_counter() - started
         return report
 
@@ -266,6 +275,7 @@ class IngestService:
             chunks = self._chunk_within_limit(doc)
             todo.append(_Work(doc, chunks, {}, entry))
         self._embed_and_write(target, todo, active if new_build else None, report)
+        self._drop_unreadable(target, existing, report)
         if prune:
             self._prune(target, roots, {s.rel_path for s in sources}, report)
         report.chunks_total = sum(len(e.chunk_ids) for e in self.manifest.files(target.id).values())
@@ -387,12 +397,10 @@ class IngestService:
         known = store.embeddings_for(ids) if ids else {}
         carried: dict[str, Any] = {}  # sentence vectors of chunks carried from `previous`
         if previous is not None and previous.embedding_model == target.embedding_model:
-            old_store, old_lexical = self.stores(previous)
-            if old_store.exists():
-                rest = [i for i in ids if i not in known]
-                reused = old_store.embeddings_for(rest) if rest else {}
-                known.update(reused)
-                carried = old_lexical.sentence_vectors(sorted(reused)) if reused else {}
+            rest = [i for i in ids if i not in known]
+            reused = self._read_back(previous, rest) if rest else {}
+            known.update(reused)
+            carried = self._sentences_back(previous, sorted(reused)) if reused else {}
         pending: list[Chunk] = []
         owners: dict[str, list[_Work]] = {}  # chunk id -> the files waiting for its vector
         for work in todo:
@@ -420,6 +428,54 @@ class IngestService:
                             work.sentences[chunk.id] = parts[i]
             while queue and all(c.id in queue[0].vectors for c in queue[0].chunks):
                 self._write_file(target, queue.pop(0), report)
+
+    def _read_back(self, gen: Generation, ids: list[str]) -> dict[str, Any]:
+        """The vectors of ``ids`` that ``gen`` gives back whole (a damaged generation gives
+        back some, or none: the rest is embedded again).  Batch by batch: one unreadable
+        batch costs only its own vectors."""
+        found = self.recovery.damaged.get(gen.id)
+        if found is not None and not vectors_readable(found):
+            return {}  # its vector index is damaged: never opened, everything is embedded
+        try:
+            store, _ = self.stores(gen)
+            if not store.exists():
+                return {}
+        except Exception:
+            if gen.id not in self.recovery.damaged:
+                raise
+            return {}
+        out: dict[str, Any] = {}
+        step = store.batch_size
+        for start in range(0, len(ids), step):
+            part = ids[start : start + step]
+            try:
+                got = store.embeddings_for(part)
+            except Exception as exc:
+                if gen.id not in self.recovery.damaged:
+                    raise
+                log.warning("%d vectors could not be read back: %s", len(part), exc)
+                continue
+            if not got:
+                continue
+            keys = list(got)
+            matrix = np.asarray([np.asarray(got[k], dtype=np.float32).ravel() for k in keys])
+            if matrix.ndim != 2 or matrix.shape[1] != gen.embedding_dim:
+                continue
+            norms = np.linalg.norm(matrix, axis=1)
+            good = np.isfinite(matrix).all(axis=1) & (np.abs(norms - 1.0) < 0.02)
+            out.update((k, matrix[i]) for i, k in enumerate(keys) if good[i])
+        return out
+
+    def _sentences_back(self, gen: Generation, ids: list[str]) -> dict[str, Any]:
+        """``gen``'s stored sentence vectors of ``ids``; none when its keyword index is
+        damaged (they are computed again when a query needs them)."""
+        try:
+            return self.stores(gen)[1].sentence_vectors(ids)
+        except Exception as exc:
+            if gen.id not in self.recovery.damaged:
+                raise
+            log.info("sentence vectors of generation %s not read: %s", gen.id, exc)
+            return {}
 
     def _embed(self, group: list[Chunk]) -> tuple[np.ndarray, list[np.ndarray] | None]:
         """Vectors of the chunks, and (int8 backend) of their sentences from the same runs,
@@ -461,6 +517,22 @@ class IngestService:
         report.files_indexed += 1
         report.chunks_written += len(work.chunks)
         report.chunks_deleted += len(stale)
+
+    def _drop_unreadable(
+        self, target: Generation, existing: dict[str, FileEntry], report: IngestReport
+    ) -> None:
+        """A listed file that can no longer be read (replaced by a binary, emptied, grown
+        past the limit) loses its chunks: they no longer say what the file says."""
+        for skipped in report.skipped:
+            entry = existing.get(skipped.path)
+            if entry is None or entry.path not in self.manifest.files(target.id):
+                continue
+            self._remove(target, skipped.path, entry)
+            report.files_removed += 1
+            report.chunks_deleted += len(entry.chunk_ids)
+            report.notes.append(
+                f"{skipped.path} can no longer be read ({skipped.reason}); its chunks were removed"
+            )
 
     def _prune(
         self, target: Generation, roots: Sequence[Path], present: set[str], report: IngestReport

@@ -9,18 +9,29 @@ runs it at start-up.
   file is re-verified by the next ingest; the damaged file is kept beside it.
 - retired generations, builds for settings no longer wanted, and builds killed before their
   collection existed (nothing was written to them) are dropped.
+- a damaged generation (:mod:`rag.indexing.integrity`) is not touched: without ``rebuild``
+  that is an IndexDamagedError naming the damage; with it, the new build replaces it and its
+  files are kept aside in ``damaged-STAMP/``.  A damaged Chroma database holds every
+  generation, so with ``rebuild`` the whole Chroma folder is moved aside first.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rag.adapters.integrity import hnsw_segments
 from rag.adapters.manifest import LEGACY_FILE, FileEntry, Generation, ManifestDB, read_active_file
-from rag.adapters.store import ChromaStore, IndexInfo
+from rag.adapters.store import ChromaStore, IndexInfo, release_clients
 from rag.config import Settings
 from rag.errors import IndexStateError, ManifestDamagedError
+from rag.indexing.integrity import chroma_damage, damage, damaged_error
 from rag.models import now
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from rag.adapters.generations import GenerationStores
@@ -43,6 +54,7 @@ class Recovery:
         self.manifest = manifest
         self.stores = stores
         self.wanted = wanted
+        self.damaged: dict[int, list[str]] = {}  # generation id -> its damage, found by recover
 
     def recover(self, rebuild: bool = False) -> list[str]:
         """Bring manifest, Chroma and keyword index back in step after any interruption.
@@ -62,6 +74,12 @@ class Recovery:
                 aside = self.manifest.set_aside()
                 self.manifest.connect(create=True)
                 notes.append(f"the damaged manifest was set aside as {aside.name}")
+        self.damaged = {}
+        broken = chroma_damage(self.settings)
+        if broken is not None:
+            if not rebuild:
+                raise damaged_error([broken])
+            notes.append(self.set_aside_chroma(broken))
         legacy = self.settings.index_dir / LEGACY_FILE
         if legacy.exists() and self.manifest.active() is None:
             self._drop_legacy()
@@ -75,6 +93,16 @@ class Recovery:
                 self.drop_generation(gen)
         dirty = self.manifest.get_meta("dirty")
         for gen in self.manifest.generations():
+            found = damage(self.settings, gen)
+            if found:
+                if gen.state == "active" and not rebuild:
+                    raise damaged_error(found)
+                self.damaged[gen.id] = found
+                if gen.state == "active":
+                    notes.append(f"damaged: {'; '.join(found)}; rebuilt from the documents")
+                else:
+                    self.drop_generation(gen)
+                continue
             if dirty is not None:
                 fixed = self._reconcile(gen)
                 if fixed:
@@ -177,13 +205,20 @@ class Recovery:
         )
 
     def drop_generation(self, gen: Generation) -> None:
+        if gen.id in self.damaged:
+            self.keep_aside(gen)
         self.discard(gen)
         self.manifest.forget(gen.id)
 
     def discard(self, gen: Generation) -> None:
         """Delete a generation's Chroma collection and keyword-index files."""
         store, _ = self.stores(gen)
-        store.drop()
+        try:
+            store.drop()
+        except Exception as exc:
+            if gen.id not in self.damaged:
+                raise
+            log.warning("the damaged collection %s could not be dropped: %s", gen.collection, exc)
         self.stores.forget(gen)
         for suffix in ("", "-wal", "-shm"):
             Path(str(self.settings.index_dir / gen.lexical) + suffix).unlink(missing_ok=True)
@@ -193,3 +228,46 @@ class Recovery:
         legacy.drop()
         for name in (LEGACY_FILE, "lexical.sqlite", "lexical.sqlite-wal", "lexical.sqlite-shm"):
             (self.settings.index_dir / name).unlink(missing_ok=True)
+
+    def _aside_folder(self) -> Path:
+        folder = self.settings.index_dir / f"damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def _move_lexical(self, gen: Generation, folder: Path) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(self.settings.index_dir / gen.lexical) + suffix)
+            if src.exists():
+                os.replace(src, folder / src.name)
+
+    def keep_aside(self, gen: Generation) -> None:
+        """Move a damaged generation's files to ``damaged-STAMP/`` (for inspection) before
+        it is dropped: its keyword index and its HNSW folders (moved, so that dropping its
+        collection never makes Chroma load a cut file)."""
+        folder = self._aside_folder()
+        self._move_lexical(gen, folder)
+        chroma = self.settings.chroma_path / "chroma.sqlite3"
+        if self.settings.chroma_url or not chroma.exists():
+            return
+        try:
+            for segment in hnsw_segments(chroma, gen.collection):
+                os.replace(segment, folder / segment.name)
+        except Exception as exc:
+            log.warning("the damaged vector index of %s was not moved: %s", gen.collection, exc)
+
+    def set_aside_chroma(self, why: str) -> str:
+        """Move a damaged embedded Chroma folder (every generation lives in it) and the
+        keyword indexes aside; the manifest forgets those generations, so the next build
+        starts from the documents."""
+        folder = self._aside_folder()
+        self.stores.forget_all()
+        release_clients()
+        if self.settings.chroma_path.exists():
+            os.replace(self.settings.chroma_path, folder / self.settings.chroma_path.name)
+        for gen in self.manifest.generations():
+            self._move_lexical(gen, folder)
+            self.manifest.forget(gen.id)
+        return (
+            f"damaged: {why}; the Chroma folder and keyword indexes were moved to "
+            f"{folder.name}/ and the index is rebuilt from the documents"
+        )

@@ -8,6 +8,7 @@ from typing import Any
 from rag.adapters.lock import describe_holder, holder_of
 from rag.errors import ManifestDamagedError, RagError
 from rag.indexing.ingest import IngestService
+from rag.indexing.integrity import damage, vector_damage
 from rag.indexing.loader import Skipped
 
 
@@ -28,6 +29,8 @@ class IndexStatus:
     size_bytes: int = 0
     writer: str | None = None
     out_of_sync: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)  # what the integrity check found
+    checked: str = "quick"  # "quick": headers, sizes, quick_check; "full": `--check`
     skipped_links: list[str] = field(default_factory=list)  # "path: reason", never read
 
     @property
@@ -38,10 +41,14 @@ class IndexStatus:
         return asdict(self) | {"in_sync": self.in_sync}
 
 
-def index_status(service: IngestService, limit: int = 20) -> IndexStatus:
-    """Read-only: never repairs (that is the next writer's job), never blocks on a writer."""
+def index_status(service: IngestService, limit: int = 20, full: bool = False) -> IndexStatus:
+    """Read-only: never repairs (that is the next writer's job), never blocks on a writer.
+
+    ``full``: the full integrity check (every page, the keyword table, sampled vectors read
+    back) instead of the cheap one."""
     settings = service.settings
     status = IndexStatus(index_dir=str(settings.index_dir), exists=service.manifest.exists())
+    status.checked = "full" if full else "quick"
     holder = holder_of(settings.index_dir)
     status.writer = describe_holder(holder) if holder is not None else None
     if not status.exists:
@@ -75,6 +82,12 @@ def index_status(service: IngestService, limit: int = 20) -> IndexStatus:
     status.documents = len(done)
     status.unfinished = len(files) - len(done)
     status.chunks_listed = sum(len(e.chunk_ids) for e in done.values())
+    status.damaged = damage(settings, active, full)
+    if status.damaged:  # not opened: reading a damaged store fails, or answers wrong
+        status.out_of_sync.extend(
+            f"damaged: {d}, run `rag ingest --rebuild`" for d in status.damaged
+        )
+        return status
     if status.unfinished:
         status.out_of_sync.append(f"{status.unfinished} document(s) not finished")
     if service.manifest.get_meta("dirty") is not None and status.writer is None:
@@ -86,6 +99,12 @@ def index_status(service: IngestService, limit: int = 20) -> IndexStatus:
             status.chunks_vector = store.count() if store.exists() else 0
         except RagError:
             status.chunks_vector = None
+    if full and status.writer is None and status.chunks_vector:
+        ids = [cid for e in done.values() for cid in e.chunk_ids]
+        problem = vector_damage(store, ids, active.embedding_dim)
+        if problem is not None:
+            status.damaged.append(f"the vector index {store.where}: {problem}")
+            status.out_of_sync.append(f"damaged: {status.damaged[-1]}, run `rag ingest --rebuild`")
     all_listed = sum(len(e.chunk_ids) for e in files.values())
     for name, count in (("vector", status.chunks_vector), ("keyword", status.chunks_keyword)):
         if count is not None and count != all_listed:

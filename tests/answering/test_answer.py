@@ -76,6 +76,16 @@ def test_llamacpp_answer_contains_2000_and_cites_the_line(corpus_runtime: Runtim
 
 
 @pytest.mark.llamacpp
+def test_llamacpp_same_question_same_answer(corpus_runtime: Runtime) -> None:
+    """llama-cpp-python reuses the KV cache of a matching prompt; without a reset the second
+    ask sampled another answer from the reused state."""
+    service = corpus_runtime.answer_service
+    answers = [service.ask(PUTIN_2000, backend="llamacpp") for _ in range(3)]
+    assert len({(a.answer, a.confidence, a.abstained) for a in answers}) == 1, answers
+    assert answers[0].abstained or answers[0].confidence > 0.0
+
+
+@pytest.mark.llamacpp
 def test_llamacpp_threads_apply_to_prompt_processing_too(corpus_runtime: Runtime) -> None:
     from rag.adapters.llm.llamacpp import LlamaCppLLM
 

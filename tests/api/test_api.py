@@ -8,6 +8,7 @@ cheap to hit.  Ollama is "down" (nothing listens at OLLAMA_HOST).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import threading
@@ -211,6 +212,7 @@ def test_upload_ask_delete(server: Server) -> None:
     )
     stored = server.corpus / "uploads" / "zoo notes_.txt"
     assert stored.read_text() == text
+    assert not (server.corpus / "uploads" / "pic.png").exists()  # refused: not kept
     assert not (server.home / "zoo notes_.txt").exists()  # the name's ../ went nowhere
     listed = {d["path"]: d for d in server.documents()["documents"]}
     assert listed["uploads/zoo notes_.txt"]["uploaded"] is True
@@ -231,6 +233,18 @@ def test_upload_ask_delete(server: Server) -> None:
     assert all(p["path"] != "uploads/zoo notes_.txt" for p in found["passages"])
     again = server.client.delete("/v1/documents/uploads/zoo%20notes_.txt")
     assert again.status_code == 404 and error_of(again)["code"] == "document_not_found"
+
+
+def test_a_refused_upload_leaves_nothing_and_names_no_server_path(server: Server) -> None:
+    files = [("files", ("blob.png", b"\x89PNG\r\n\x1a\n" + bytes(32), "image/png"))]
+    r = server.client.post("/v1/ingest", files=files)
+    assert r.status_code == 202, r.text
+    job = wait_job(server.client, r.json()["job"]["id"])
+    assert job["state"] == "failed" and job["errors"], job
+    error = job["errors"][0]
+    assert error["code"] == "empty_corpus" and "uploads/blob.png" in error["message"]
+    assert str(server.corpus) not in json.dumps(job)  # the client's names, not the server's
+    assert not (server.corpus / "uploads" / "blob.png").exists()
 
 
 def test_upload_named_the_rfc_5987_way(server: Server) -> None:
@@ -258,6 +272,8 @@ def test_upload_named_the_rfc_5987_way(server: Server) -> None:
 def test_api_key_in_the_query_string_is_not_logged(server: Server) -> None:
     secret = "query-secret-7f3a"
     httpx.get(f"{server.url}/v1/documents?api_key={secret}&x=1", timeout=10)
+    httpx.get(f"{server.url}/v1/documents?api%5Fkey={secret}", timeout=10)  # encoded names
+    httpx.get(f"{server.url}/v1/documents?x=2&%61pi%2Dkey={secret}", timeout=10)
     httpx.get(f"{server.url}/v1/documents?token={secret}", timeout=10)
     log = (server.home / "server.log").read_text()
     deadline = time.monotonic() + 10
@@ -265,6 +281,7 @@ def test_api_key_in_the_query_string_is_not_logged(server: Server) -> None:
         time.sleep(0.1)
         log = (server.home / "server.log").read_text()
     assert secret not in log and "api_key=***&x=1" in log and "token=***" in log
+    assert "api%5Fkey=***" in log and "%61pi%2Dkey=***" in log
 
 
 def test_legacy_routes(server: Server) -> None:

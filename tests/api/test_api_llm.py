@@ -100,6 +100,16 @@ def test_json_answer_from_the_model(env: Env) -> None:
     assert env.metric('rag_llm_seconds_count{backend="ollama"}') >= 1
 
 
+def test_fallback_line_carries_the_readers_confidence(env: Env) -> None:
+    """A model's answer the lines do not support is replaced by the reader's best line: that
+    line is answered with the reader's confidence, never 0.0 while not abstaining."""
+    env.fake.mode, env.fake.script = "script", "Bananas grow on the moon every winter."
+    body = env.client.post("/v1/ask", json={"question": PUTIN_2000}).json()
+    assert any("instead of the model's answer" in note for note in body["notes"]), body
+    assert not body["abstained"] and body["citations"]
+    assert body["confidence"] > 0.0, body
+
+
 def test_disconnect_mid_stream_stops_the_generation(env: Env) -> None:
     env.fake.mode = "slow"
     stopped = env.metric('rag_llm_stopped_total{reason="disconnect"}')

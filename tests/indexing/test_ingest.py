@@ -80,6 +80,21 @@ def test_prune_removes_documents_gone_from_disk(tmp_path: Path, embedder: Embedd
     assert service.stale_reason() is None
 
 
+@pytest.mark.parametrize("prune", [False, True])
+def test_a_file_that_turns_unreadable_loses_its_chunks(
+    tmp_path: Path, embedder: Embedder, prune: bool
+) -> None:
+    runtime = make_runtime(tmp_path, embedder)
+    service = runtime.ingest_service()
+    service.ingest()
+    victim = runtime.settings.corpus_dir / "000_2f75ad98d5781bb4.txt"
+    victim.write_bytes(b"\x00\x01binary now\x00" * 64)  # replaced by a binary
+    report = service.ingest(prune=prune)
+    assert report.files_removed == 1 and any(victim.name in n for n in report.notes), report
+    assert not any(c["path"] == victim.name for c in _all_chunks(runtime.store))
+    assert victim.name not in Manifest.load(runtime.settings.index_dir).files
+
+
 def test_small_upsert_batches(tmp_path: Path, embedder: Embedder) -> None:
     runtime = make_runtime(tmp_path, embedder)
     runtime.store.batch_size = 7  # as if Chroma's max batch were tiny

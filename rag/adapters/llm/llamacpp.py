@@ -106,6 +106,10 @@ class LlamaCppLLM:
             )
         deadline = time.monotonic() + self.settings.total_timeout
         try:
+            # Forget the previous completion: llama-cpp-python would reuse the KV cache of a
+            # matching prompt prefix, and sampling from the reused state gave the same
+            # question another answer ("In July 2000", then " In 2000 [1]").
+            self._llm.reset()
             parts = self._llm.create_completion(
                 text,
                 max_tokens=max_tokens,

@@ -26,6 +26,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from rag.adapters.faults import translate
 from rag.api.jobs.records import (
     JobChunks,
     JobError,
@@ -298,13 +299,20 @@ class JobManager:
         except JobCancelledError:
             state = "cancelled"
         except RagError as exc:
-            state, error = "failed", JobError(code=exc.code, message=exc.message, hint=exc.hint)
-        except Exception:
-            log.exception("ingest job %s failed", status.id)
+            state, error = "failed", self._error(job, exc)
+        except Exception as exc:
+            known = translate(exc)
             state = "failed"
-            error = JobError(
-                code="internal_error", message="the ingest failed", hint="see the server log"
-            )
+            if known is not None:
+                log.warning("ingest job %s failed: %s", status.id, known.message)
+                error = self._error(job, known)
+            else:
+                log.exception("ingest job %s failed", status.id)
+                error = JobError(
+                    code="internal_error", message="the ingest failed", hint="see the server log"
+                )
+        if status.source == "upload":
+            self._drop_refused(job, report, error)
         version, chunks = self._index_state()
         with self._lock:
             status.chunks.total = chunks
@@ -318,6 +326,31 @@ class JobManager:
             status.finished_at = now()
         self._save(job)
         log.info("ingest job %s %s", status.id, state)
+
+    @staticmethod
+    def _error(job: _Job, exc: RagError) -> JobError:
+        """The job's error, naming files as the client named them (never the server's own
+        absolute paths)."""
+        message, hint = exc.message, exc.hint
+        for where, shown in sorted(
+            zip(job.paths, job.status.paths, strict=False), key=lambda p: -len(str(p[0]))
+        ):
+            message = message.replace(str(where), shown)
+            hint = hint.replace(str(where), shown)
+        return JobError(code=exc.code, message=message, hint=hint)
+
+    @staticmethod
+    def _drop_refused(job: _Job, report: IngestReport | None, error: JobError | None) -> None:
+        """Uploaded files the ingest did not take (binary, empty, unreadable) are deleted:
+        an upload that is refused leaves nothing behind in the uploads folder."""
+        skipped = {s.path for s in report.skipped} if report is not None else set()
+        everything = error is not None and error.code == "empty_corpus"
+        for where, shown in zip(job.paths, job.status.paths, strict=False):
+            if everything or shown in skipped:
+                try:
+                    where.unlink(missing_ok=True)
+                except OSError as exc:
+                    log.warning("the refused upload %s was not deleted: %s", shown, exc)
 
     def _warm(self) -> None:
         """Run ``after_write`` (e.g. open a new index before readers do); never fails a job."""
