@@ -195,8 +195,10 @@ def test_answers_go_through_the_reader(corpus_runtime, monkeypatch) -> None:  # 
     worst = service.read(question).candidates[0]
     assert worst.text != reading.candidates[0].text  # the reader's score decides
 
-    sure = replace(model, threshold=1.0)  # nothing reaches this confidence
-    monkeypatch.setattr(service.reader, "_model", sure)
+    monkeypatch.setattr(service.reader, "_model", model)
+    assert service.calibration is not None  # the cross reader's calibration sets the threshold
+    sure = replace(service.calibration, threshold=1.0)  # nothing reaches this confidence
+    monkeypatch.setattr(service, "calibration", sure)
     assert service.ask(question, backend="extractive").abstained
 
 
