@@ -38,9 +38,10 @@ def test_ask_prints_answer_with_line_markers_and_quotes(ingested: dict[str, str]
     done = rag("ask", PUTIN_2000, env=ingested)
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    first_line = out.splitlines()[0]
-    assert "2000" in first_line
-    assert any(f"[{path}:L{line}]" in first_line for path, line in PUTIN_2000_LINES)
+    short, sentence = out.splitlines()[:2]  # the short answer, then the sentence it is read from
+    assert "2000" in short and len(short) < len(sentence) / 2
+    assert "2000" in sentence
+    assert any(f"[{path}:L{line}]" in sentence for path, line in PUTIN_2000_LINES)
     assert "   14 | Putin’s last visit to North Korea was in July 2000." in out or (
         "    2 | Putin’s last visit to Pyongyang was in July 2000" in out
     )
