@@ -155,3 +155,21 @@ def test_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
         assert torch.equal(a, b), name
     other = train(pairs, tmp_path, TrainConfig(batch=2, epochs=1.0, lr=1e-4))
     assert not torch.equal(first.relevance.weight, other.relevance.weight)
+
+
+def test_scores_do_not_depend_on_the_session_or_the_neighbours(cross: CrossReader) -> None:
+    """Pairs run side by side on one-thread sessions: each pair's outputs are those it gets
+    alone on any of them."""
+    question = "When did Putin last visit North Korea?"
+    sentences = [
+        "Putin's last visit to North Korea was in July 2000.",
+        "The Rhine flows from the Swiss Alps to the North Sea.",
+        "He was greeted at Pyongyang's airport by North Korean leader Kim Jong Un.",
+    ]
+    together = cross.read(question, sentences)
+    for i, sentence in enumerate(sentences):
+        encoded = encode_pair(cross.tokenizer, question, sentence)
+        for session in cross.sessions:
+            relevance, _, _ = cross.run(encoded, session)
+            assert relevance == together[i].relevance
+        assert cross.read(question, [sentence])[0] == together[i]

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,40 +128,64 @@ class CrossReader:
         self.meta = meta
         self.tokenizer = tokenizer_for((folder / TOKENIZER_FILE).read_text(encoding="utf-8"))
         self._path = str(folder / MODEL_FILE)
-        self._session: Any = None
+        self._sessions: list[Any] = []
+        self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
+    def _new_session(self) -> Any:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        options.intra_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return ort.InferenceSession(self._path, options, providers=["CPUExecutionProvider"])
+
     @property
-    def session(self) -> Any:
+    def sessions(self) -> list[Any]:
+        """One one-thread session per core (at most two), made on first use: a question's
+        pairs run on them side by side; a pair's scores do not depend on which one runs it."""
         with self._lock:
-            if self._session is None:
-                import onnxruntime as ort
+            if not self._sessions:
+                count = max(1, min(2, os.cpu_count() or 1))
+                self._sessions = [self._new_session() for _ in range(count)]
+                if count > 1:
+                    self._pool = ThreadPoolExecutor(count, thread_name_prefix="rag-cross")
+            return self._sessions
 
-                options = ort.SessionOptions()
-                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                options.log_severity_level = 3
-                options.intra_op_num_threads = 1
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                self._session = ort.InferenceSession(
-                    self._path, options, providers=["CPUExecutionProvider"]
-                )
-            return self._session
-
-    def run(self, encoded: Encoded) -> tuple[float, np.ndarray, np.ndarray]:
+    def run(self, encoded: Encoded, session: Any = None) -> tuple[float, np.ndarray, np.ndarray]:
         """The network's outputs for one pair: relevance logit, start and end logits."""
         feed = {
             "input_ids": encoded.ids[None, :],
             "attention_mask": encoded.mask[None, :],
             "token_type_ids": encoded.types[None, :],
         }
-        relevance, start, end = self.session.run(None, feed)
+        relevance, start, end = (session or self.sessions[0]).run(None, feed)
         return float(relevance[0]), start[0], end[0]
 
     def read(self, question: str, sentences: Sequence[str]) -> list[CrossOutput]:
+        encoded = [encode_pair(self.tokenizer, question, s) for s in sentences]
+        sessions = self.sessions
+        raw: list[tuple[float, np.ndarray, np.ndarray] | None] = [None] * len(encoded)
+
+        def work(rows: range, session: Any) -> None:
+            for i in rows:
+                raw[i] = self.run(encoded[i], session)
+
+        if self._pool is not None and len(encoded) > 1:
+            n = len(sessions)
+            jobs = [
+                self._pool.submit(work, range(i, len(encoded), n), s)
+                for i, s in enumerate(sessions)
+            ]
+            for job in jobs:
+                job.result()
+        else:
+            work(range(len(encoded)), sessions[0])
         out = []
-        for sentence in sentences:
-            encoded = encode_pair(self.tokenizer, question, sentence)
-            relevance, start, end = self.run(encoded)
-            span, score = best_span(encoded, start, end)
-            out.append(CrossOutput(relevance, span, score))
+        for e, got in zip(encoded, raw, strict=True):
+            assert got is not None
+            span, score = best_span(e, got[1], got[2])
+            out.append(CrossOutput(got[0], span, score))
         return out
