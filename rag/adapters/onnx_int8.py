@@ -300,8 +300,8 @@ def _quiet() -> Iterator[None]:
 def _quantized_onnx(model: Any, target: str, work: Path, out: Path) -> None:
     try:
         import onnx  # noqa: F401  (onnxruntime.quantization needs it)
+        import onnxruntime.quantization  # noqa: F401  (checked here: fuse_and_quantize uses it)
         import torch
-        from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as exc:
         raise ConfigError(
             f"the onnx-int8 embedding backend needs {exc.name} to build its model",
@@ -343,6 +343,14 @@ def _quantized_onnx(model: Any, target: str, work: Path, out: Path) -> None:
             opset_version=17,
             dynamo=False,
         )
+    fuse_and_quantize(fp32, config, work, out)
+
+
+def fuse_and_quantize(fp32: Path, config: Any, work: Path, out: Path) -> None:
+    """An fp32 ONNX transformer (``config``: its Hugging Face config) as int8 at ``out``: the
+    attention fused (BERT) and the weights quantized per channel in 7 bits."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     source = fp32
     if config.model_type == "bert":
         from onnxruntime.transformers.optimizer import optimize_model
@@ -354,7 +362,7 @@ def _quantized_onnx(model: Any, target: str, work: Path, out: Path) -> None:
             hidden_size=int(config.hidden_size),
             opt_level=1,
         )
-        source = work / "fused.onnx"
+        source = work / f"{fp32.stem}-fused.onnx"
         fused.save_model_to_file(str(source))
     # 7-bit weights (reduce_range): on AVX2 CPUs without VNNI, onnxruntime's u8 x s8 kernels
     # add each pair of products in 16 bits with saturation (255 * 127 * 2 > 32767), while VNNI

@@ -254,8 +254,8 @@ def train(
 def export_int8(net: Any, out: Path, work: Path) -> None:
     """The network as int8 ONNX (attention fused, weights per channel in 7 bits) at ``out``."""
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.transformers.optimizer import optimize_model
+
+    from rag.adapters.onnx_int8 import fuse_and_quantize
 
     names = ["input_ids", "attention_mask", "token_type_ids"]
     sample = (
@@ -277,24 +277,7 @@ def export_int8(net: Any, out: Path, work: Path) -> None:
             opset_version=17,
             dynamo=False,
         )
-    config = net.bert.config
-    fused = optimize_model(
-        str(fp32),
-        model_type="bert",
-        num_heads=int(config.num_attention_heads),
-        hidden_size=int(config.hidden_size),
-        opt_level=1,
-    )
-    source = work / "cross-fused.onnx"
-    fused.save_model_to_file(str(source))
-    quantize_dynamic(  # 7-bit weights: the same integers on AVX2 and VNNI CPUs (see onnx_int8)
-        str(source),
-        str(out),
-        per_channel=True,
-        reduce_range=True,
-        weight_type=QuantType.QInt8,
-        extra_options={"DefaultTensorType": 1},
-    )
+    fuse_and_quantize(fp32, net.bert.config, work, out)
 
 
 def describe(out_dir: Path, extra: dict[str, Any]) -> None:
