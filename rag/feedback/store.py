@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from rag.adapters.sqlite_db import connect_wal
 from rag.errors import FeedbackNotFoundError
 from rag.feedback.records import FeedbackRecord
 
@@ -40,12 +41,7 @@ class FeedbackStore:
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA busy_timeout=10000")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
-            self._db = db
+            self._db = connect_wal(self.path, _SCHEMA)
         return self._db
 
     def exists(self) -> bool:

@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from rag.adapters.sqlite_db import connect_wal
 from rag.api.jobs.records import JobError, JobStatus
 
 log = logging.getLogger(__name__)
@@ -62,12 +63,7 @@ class JobStore:
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA busy_timeout=10000")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
-            self._db = db
+            self._db = connect_wal(self.path, _SCHEMA)
         return self._db
 
     def put(self, status: JobStatus) -> None:
