@@ -17,7 +17,10 @@ from pathlib import Path
 
 from rag.errors import DiskFullError, IndexDamagedError, RagError
 
-REBUILD_HINT = "run `rag ingest --rebuild` (it re-embeds what cannot be read back)"
+REBUILD_HINT = (
+    "run `rag ingest --rebuild` (it re-embeds what cannot be read back); a `rag serve` on an"
+    " embedded index: stop it first and start it again after"
+)
 LOW_SPACE = 1 << 20  # bytes: a write that failed with less free than this failed for space
 _FULL_WORDS = (
     "no space left on device",
