@@ -129,3 +129,43 @@ def git_head() -> str | None:
             check=True,
         ).stdout.strip()  # fmt: skip
     return None
+
+
+CPU_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "amx_int8",
+)
+
+
+def cpu() -> dict[str, Any]:
+    """The processor the numbers were taken on: model name, logical CPUs, and the vector
+    instruction sets that change int8 and float kernels (avx2, vnni, …)."""
+    model, flags = "unknown", set[str]()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    return {
+        "model": model,
+        "logical_cpus": os.cpu_count(),
+        "flags": [f for f in CPU_FLAGS if f in flags],
+    }
+
+
+def shown_path(path: Path) -> str:
+    """``path`` as results.json records it: relative to the checkout, never the machine's
+    absolute layout (a folder outside the checkout is named by its last part only)."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return f"(outside the checkout)/{path.name}"

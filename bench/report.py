@@ -132,6 +132,9 @@ def print_table(results: dict[str, Any]) -> None:
     meta = results["meta"]
     print(f"\nrag bench  scale={meta['scale']}  {meta['seconds']:.0f} s  "
           f"load avg {meta['load_before']} -> {meta['load_after']}")  # fmt: skip
+    if processor := meta.get("cpu"):
+        print(f"CPU: {processor['model']}, {processor['logical_cpus']} logical, "
+              f"{' '.join(processor['flags']) or 'no avx'}")  # fmt: skip
     print(f"{'#':<2} {'target':<44} {'value':>10}  {'goal':<8} met")
     for row in results["targets"]:
         value = "-" if row["value"] is None else row["value"]

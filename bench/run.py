@@ -39,8 +39,10 @@ from bench.context import (
     SQUAD_DIR,
     Context,
     Scale,
+    cpu,
     git_head,
     log,
+    shown_path,
     timer,
 )
 from bench.ingest import bench_ingest
@@ -102,9 +104,10 @@ def run(scale: Scale, work: Path, out: Path, skip: set[str], squad_dir: Path = S
             "git_head": git_head(),
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
+            "cpu": cpu(),
             "load_before": load_before,
             "load_after": round(os.getloadavg()[0], 2),
-            "work_dir": str(work),
+            "work_dir": shown_path(work),
             "index_model": index_model,
             "vectors_note": "retrieval-tier indexes are built through IngestService.ingest "
             "with vectors from an on-disk cache of real embeddings (WORK/vectors-*.sqlite); "
