@@ -41,6 +41,7 @@ from rag.errors import EmptyCorpusError, IndexStateError, ManifestDamagedError, 
 from rag.indexing.chunker import Chunker
 from rag.indexing.integrity import damage, vectors_readable
 from rag.indexing.loader import Document, Skipped, SourceFile, discover, read
+from rag.indexing.pipeline import OrderedWriter
 from rag.indexing.recovery import Recovery, builds_wanted
 from rag.models import Chunk, now
 from rag.spans import context_spans
@@ -416,18 +417,24 @@ class IngestService:
         self.progress.start("embed", len(pending))
         queue = list(todo)
         step = self.settings.ingest_group
-        for start in range(0, len(pending) or 1, step):
-            group = pending[start : start + step]
-            if group:
-                vectors, parts = self._embed(group)
-                report.chunks_embedded += len(group)
-                for i, (chunk, vector) in enumerate(zip(group, vectors, strict=True)):
-                    for work in owners[chunk.id]:
-                        work.vectors[chunk.id] = vector
-                        if parts is not None:
-                            work.sentences[chunk.id] = parts[i]
-            while queue and all(c.id in queue[0].vectors for c in queue[0].chunks):
-                self._write_file(target, queue.pop(0), report)
+        # Files are written on a second thread while the next group is embedded.
+
+        def write(work: _Work) -> None:
+            self._write_file(target, work, report)
+
+        with OrderedWriter(write) as writer:
+            for start in range(0, len(pending) or 1, step):
+                group = pending[start : start + step]
+                if group:
+                    vectors, parts = self._embed(group)
+                    report.chunks_embedded += len(group)
+                    for i, (chunk, vector) in enumerate(zip(group, vectors, strict=True)):
+                        for work in owners[chunk.id]:
+                            work.vectors[chunk.id] = vector
+                            if parts is not None:
+                                work.sentences[chunk.id] = parts[i]
+                while queue and all(c.id in queue[0].vectors for c in queue[0].chunks):
+                    writer.put(queue.pop(0))
 
     def _read_back(self, gen: Generation, ids: list[str]) -> dict[str, Any]:
         """The vectors of ``ids`` that ``gen`` gives back whole (a damaged generation gives
