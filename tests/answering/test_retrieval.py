@@ -117,6 +117,27 @@ def test_keyword_statistics_follow_writes(tmp_path: Path) -> None:
     assert index.idf(["rare"])["rare"] == before
 
 
+def test_keyword_search_leaves_out_common_words_only_when_they_cost_too_much(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag.adapters import lexical
+    from rag.adapters.lexical import LexicalIndex
+
+    index = LexicalIndex(tmp_path / "lexical.sqlite")
+    chunks = [_chunk(f"f{n:02d}.txt", 1, 1, "the file was opened") for n in range(40)]
+    chunks += [_chunk("zebra.txt", 1, 1, "zebra stripes"), _chunk("both.txt", 1, 1, "zebra file")]
+    index.upsert(chunks)
+    full = [c.path for c, _ in index.search("zebra file", 50)]
+    assert len(full) == 42 and set(full[:2]) == {"both.txt", "zebra.txt"}
+
+    monkeypatch.setattr(lexical, "KEYWORD_POSTINGS", 10)  # "file" (41 chunks) is too dear
+    index.upsert([_chunk("fresh.txt", 1, 1, "unrelated")])  # statistics forgotten on write
+    pruned = [c.path for c, _ in index.search("zebra file", 50)]
+    assert sorted(pruned) == ["both.txt", "zebra.txt"]  # only what holds the rare word
+    assert [c.path for c, _ in index.search("file", 50)][:1]  # a lone term is always kept
+    assert len(index.search("opened file", 50)) == 40  # the rarest term kept, over budget
+
+
 def test_vector_search_asks_for_more_than_there_is(tmp_path: Path, embedder: Embedder) -> None:
     runtime = make_runtime(tmp_path, embedder, exact_search=False)
     runtime.ingest_service().ingest()
