@@ -92,9 +92,11 @@ class AnswerService:
         top_k: int | None = None,
         paths: Sequence[str] | None = None,
         merge: bool = True,
+        cross: bool = True,
     ) -> Retrieved:
-        """The best passages: a pool from hybrid search, re-ranked by the reader."""
-        return self.read(question, top_k, paths, merge).found
+        """The best passages: a pool from hybrid search, re-ranked by the reader (``cross``:
+        and its best sentences read by the cross reader, as an answer's are)."""
+        return self.read(question, top_k, paths, merge, cross).found
 
     def read(
         self,
@@ -102,6 +104,7 @@ class AnswerService:
         top_k: int | None = None,
         paths: Sequence[str] | None = None,
         merge: bool = True,
+        cross: bool = True,
     ) -> Reading:
         """Retrieve, and let the reader choose.
 
@@ -110,7 +113,8 @@ class AnswerService:
         token states.  Passages holding those come first, best reader score first, then the
         rest by their best first-pass sentence.  The best sentence's citation narrows to the
         line that holds the answer (its two best lines when the line chooser is unsure); the
-        confidence is the reader's answerability.
+        confidence is the reader's answerability.  Without ``cross`` (a search: passages,
+        no answer) the ranking stops at the second pass: no answerability, no citation.
         """
         k = top_k or self.settings.top_k
         rerank = self.settings.rerank
@@ -124,7 +128,7 @@ class AnswerService:
         confidence = 0.0
         read = 0
         signals: tuple[float, ...] = ()
-        cross: tuple[tuple[float, float], ...] = ()
+        crossing: tuple[tuple[float, float], ...] = ()
         if top:
             scores, rows, _, joint = self.reader.second_pass(asked, [c.item() for c in top])
             order = sorted(
@@ -132,6 +136,7 @@ class AnswerService:
                 key=lambda i: (-scores[i], top[i].passage.chunk.path, top[i].start_line),
             )
             refined = [replace(top[i], score=float(scores[i])) for i in order]
+        if top and cross:
             words: set[str] = set()
             for chunk in {c.passage.chunk.id: c.passage.chunk for c in top}.values():
                 for _, said in self.meaning.sentences(chunk):
@@ -147,7 +152,7 @@ class AnswerService:
             crossed = cross_read(self.cross, self.calibration, question, refined, confidence)
             refined, read, confidence = crossed.candidates, crossed.read, crossed.confidence
             signals = tuple(crossed.row)
-            cross = tuple(
+            crossing = tuple(
                 (o.relevance, f) for o, f in zip(crossed.outputs, crossed.first_scores, strict=True)
             )
             if not refined[0].short:  # no short answer: the line chooser narrows the citation
@@ -178,7 +183,7 @@ class AnswerService:
         if merge:
             passages = self.retriever.merge_neighbours(passages)
         found = Retrieved(passages, pool.vector, pool.best_dense)
-        return Reading(found, asked, refined + rest, confidence, signals, cross)
+        return Reading(found, asked, refined + rest, confidence, signals, crossing)
 
     def _narrow(
         self, asked: AskedQuestion, best: Candidate, joint: JointOutput | None

@@ -337,7 +337,7 @@ def search_passages(
 ) -> SearchResponse:
     """Retrieval only (no LLM): what POST /v1/search returns.  Blocking: run it in a thread."""
     started = time.perf_counter()
-    found = service.retrieve(body.query, body.top_k, body.paths)
+    found = service.retrieve(body.query, body.top_k, body.paths, cross=body.read)
     seconds = time.perf_counter() - started
     metrics.retrieval.observe(seconds, "search")
     return SearchResponse(

@@ -175,6 +175,20 @@ def test_search(server: Server) -> None:
     assert only["passages"] and all(p["path"].startswith("001_") for p in only["passages"])
 
 
+def test_search_with_read_gives_the_passages_an_answer_cites_from(server: Server) -> None:
+    question = "Who travelled with Putin?"
+    asked = server.client.post("/v1/ask", json={"question": question}).json()
+    read = server.client.post("/v1/search", json={"query": question, "read": True}).json()
+    plain = server.client.post("/v1/search", json={"query": question}).json()
+
+    def where(passages: list[dict[str, object]]) -> list[tuple[object, ...]]:
+        return [(p["path"], p["start_line"], p["end_line"]) for p in passages]
+
+    assert where(read["passages"]) == where(asked["sources"])  # the same reading
+    # without the cross reader: the same pool, ranked by the sentence reader alone
+    assert plain["passages"] and set(where(plain["passages"])) & set(where(read["passages"]))
+
+
 def test_documents(server: Server) -> None:
     docs = server.documents()
     assert docs["count"] == 5
