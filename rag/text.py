@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
@@ -22,6 +23,7 @@ _WORD = re.compile(r"[\w][\w'’.-]*\w|\w", re.UNICODE)
 _SENTENCE_END = re.compile(r"""(?<=[.!?])(["”’')\]]*)\s+(?=["“‘(\[]?[A-Z0-9])""")
 
 
+@functools.lru_cache(maxsize=65_536)
 def normalize_word(word: str) -> str:
     w = word.lower().replace("’", "'")
     for suffix in ("'s", "s'"):

@@ -9,7 +9,10 @@ Korea?", a line naming Vietnam does.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from rag.text import content_words, normalize_word
@@ -115,7 +118,7 @@ def _names(text: str) -> list[str]:
     return out
 
 
-def _novel(pieces: list[str], question: Question) -> bool:
+def _novel(pieces: Sequence[str], question: Question) -> bool:
     """Does one of ``pieces`` hold a word the question does not?"""
     for piece in pieces:
         for word in re.findall(r"[\w'’-]+", piece):
@@ -130,11 +133,19 @@ def _new_name(name: str, question: Question) -> bool:
     return not any(normalize_word(w) in question.surface for w in re.findall(r"[\w'’-]+", name))
 
 
+@functools.lru_cache(maxsize=16_384)
+def _mentions(text: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """The times, numbers and names ``text`` mentions (the same for every question: cached,
+    as the sentences of popular passages are read again and again)."""
+    times = tuple(m.group(0) for m in _TIME.finditer(text))
+    numbers = tuple(m.group(0) for m in _NUMBER.finditer(text))
+    return times, numbers, tuple(_names(text))
+
+
 def typed(text: str, question: Question) -> dict[str, float]:
     """Which kinds of answer ``text`` holds beyond what the question says (1/0 per kind)."""
-    times = [m.group(0) for m in _TIME.finditer(text)]
-    numbers = [m.group(0) for m in _NUMBER.finditer(text)]
-    novel_names = any(_new_name(name, question) for name in _names(text))
+    times, numbers, names = _mentions(text)
+    novel_names = any(_new_name(name, question) for name in names)
     return {
         "time": float(_novel(times, question)),
         "number": float(_novel(numbers, question)),
@@ -145,8 +156,9 @@ def typed(text: str, question: Question) -> dict[str, float]:
     }
 
 
-def holds_asked(text: str, question: Question) -> float:
-    """Does ``text`` hold something of the asked kind that the question does not say?"""
+def holds_asked(text: str, question: Question, words: AbstractSet[str] | None = None) -> float:
+    """Does ``text`` hold something of the asked kind that the question does not say?
+    (``words``: the text's content words, when the caller has them.)"""
     if question.kind == "other":
-        return float(bool(content_words(text) - question.words))
+        return float(bool((content_words(text) if words is None else words) - question.words))
     return typed(text, question)[question.kind]

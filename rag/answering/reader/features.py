@@ -171,7 +171,7 @@ def sentence_features(
     """The features of one candidate sentence (``states``: its own token states, or None
     for the cheap first pass; ``joint``: the joint reader's output for the pair)."""
     q = asked.question
-    holds = holds_asked(text, q)
+    holds = holds_asked(text, q, words)
     novel = len(words - q.words)
     row = [
         cos_context,
