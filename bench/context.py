@@ -43,11 +43,24 @@ class Scale:
     squad: bool  # run the two SQuAD evaluations (else: the recorded result)
     cli_reingest: bool = True  # also time `rag ingest` of the unchanged corpus in a subprocess
     llama_threads: tuple[int, ...] = (0, 1)  # RAG_LLAMACPP_THREADS values (0: one per core)
+    million: int = 1_000_000  # the biggest tier of the cost curve (BENCH_MILLION=1)
 
 
 SCALES = {
     "tiny": Scale(
-        "tiny", 40, (200, 600), False, 2, 1, 1, 1, 32, False, cli_reingest=False, llama_threads=(1,)
+        "tiny",
+        40,
+        (200, 600),
+        False,
+        2,
+        1,
+        1,
+        1,
+        32,
+        False,
+        cli_reingest=False,
+        llama_threads=(1,),
+        million=1_000,
     ),
     "default": Scale("default", 2_000, (10_000, 100_000), False, 30, 3, 5, 3, 256, False),
     "full": Scale("full", 10_000, (10_000, 100_000), True, 40, 3, 5, 8, 1_024, True),

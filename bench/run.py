@@ -45,9 +45,11 @@ from bench.context import (
     shown_path,
     timer,
 )
+from bench.curve import write_curve
 from bench.ingest import bench_ingest
 from bench.int8 import bench_int8, bench_squad
 from bench.llamacpp import bench_llamacpp
+from bench.million import bench_million
 from bench.peer import section as bench_peer
 from bench.report import print_table, targets
 from bench.retrieval import bench_retrieval
@@ -55,7 +57,7 @@ from bench.server import bench_server
 from rag.adapters.embedder import Embedder
 from rag.config import Settings
 
-SECTIONS = ("ingest", "int8", "retrieval", "server", "llamacpp", "squad", "peer")
+SECTIONS = ("ingest", "int8", "retrieval", "server", "llamacpp", "squad", "peer", "million")
 
 
 def run(scale: Scale, work: Path, out: Path, skip: set[str], squad_dir: Path = SQUAD_DIR) -> int:
@@ -79,10 +81,13 @@ def run(scale: Scale, work: Path, out: Path, skip: set[str], squad_dir: Path = S
         ("llamacpp", bench_llamacpp),
         ("squad", bench_squad),
         ("peer", bench_peer),  # llama-index's default pipeline beside rag (bench/peer.py)
+        # the 1M tier and the cost curve (BENCH_MILLION=1 or --million; bench/million.py)
+        ("million", lambda c: bench_million(c, measurements.get("retrieval", {}))),
     ]
     for name, step in steps:
         if name in skip:
-            measurements[name] = {"skipped": "--skip"}
+            why = "BENCH_MILLION=1 runs it" if name == "million" else "--skip"
+            measurements[name] = {"skipped": why}
             continue
         log.info("bench: %s ...", name)
         with timer() as took:
@@ -122,6 +127,8 @@ def run(scale: Scale, work: Path, out: Path, skip: set[str], squad_dir: Path = S
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print_table(results)
     print(f"\nwrote {out}")
+    if curve := write_curve(results, out.with_name("cost-curve.svg")):
+        print(f"wrote {curve}")
     return 1 if ctx.errors else 0
 
 
@@ -145,6 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--squad", action="store_true", help="run the SQuAD evaluations now")
     parser.add_argument(
+        "--million",
+        action="store_true",
+        default=os.environ.get("BENCH_MILLION") == "1",
+        help="also the 1M-chunk tier and the cost curve (hours the first time)",
+    )
+    parser.add_argument(
         "--squad-dir",
         type=Path,
         default=SQUAD_DIR,
@@ -157,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     if unknown := skip - set(SECTIONS):
         parser.error(f"unknown section(s) to skip: {', '.join(sorted(unknown))}")
+    if not args.million:
+        skip.add("million")
     scale = SCALES[args.scale]
     if tiers := os.environ.get("BENCH_TIERS"):  # e.g. BENCH_TIERS=10000 while developing
         scale = Scale(**{**asdict(scale), "tiers": tuple(int(t) for t in tiers.split(","))})

@@ -34,6 +34,7 @@ def test_bench_tiny_writes_well_formed_results(tmp_path: Path) -> None:
     for name in ("BENCH_SCALE", "BENCH_TIERS", "BENCH_SKIP", "BENCH_SQUAD", "BENCH_INDEX_MODEL"):
         env.pop(name, None)
     command = [sys.executable, "-m", "bench.run", "--scale", "tiny", "--skip", ",".join(skip)]
+    command += ["--million"]  # at this scale its biggest tier is 1,000 chunks
     command += ["--work", str(tmp_path / "work"), "--out", str(out)]
     done = subprocess.run(
         command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
@@ -87,3 +88,15 @@ def test_bench_tiny_writes_well_formed_results(tmp_path: Path) -> None:
         assert {"issue_item", "metric", "value", "target", "met"} <= set(row)
         assert row["met"] is None if row["value"] is None else isinstance(row["met"], bool)
     assert "more numbers" in done.stdout  # the printed table
+
+    million = m["million"]["tiers"]  # the cost curve: every tier served and measured
+    assert set(million) == {"200", "600", "1k"}
+    for tier in million.values():
+        assert tier["disk_mb"] > 0 and tier["server"]["ready_s"] > 0
+        assert tier["server"]["ask_8_clients"]["errors"] == 0
+        _latency(tier["search"]["all"])
+        assert 0 <= tier["hnsw"]["recall_at_10"] <= 1 and tier["hnsw"]["questions"] > 0
+    svg = (tmp_path / "cost-curve.svg").read_text()
+    assert svg.count("<polyline") == 3 and svg.count("<circle") == 9
+    assert results["meta"]["cpu"]["logical_cpus"] == os.cpu_count()
+    assert not results["meta"]["work_dir"].startswith("/")

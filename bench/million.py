@@ -1,0 +1,132 @@
+"""Section 10, the 1M-chunk tier and the cost curve (``BENCH_MILLION=1`` or ``--million``;
+hours of CPU the first time, so not part of the default run).
+
+The 1M tier is built as the others are (``IngestService.ingest`` over real files: the
+standard library, then the environment's site-packages; vectors synthetic where no real one
+is cached, because embedding a million chunks takes days on two cores; the keyword leg and
+the questions are real).  For each tier (10k, 100k, 1M) a `rag serve` (embedded Chroma) is
+started on it: time to ready, RSS after load, `/v1/ask` p50 at 1 and 8 clients, and the
+index's size on disk; search p50/p99 in-process as the retrieval section measures it (taken
+from that section for the tiers it ran).  HNSW's recall against an exact search over the same
+vectors is measured on a sample of the questions, at each tier.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.context import Context, label, runtime_with, settings_for, timer
+from bench.queries import QUESTIONS
+from bench.retrieval import DENSE_DEPTH, bench_search, build_tier
+from bench.server import ask_load, rss_mb, serve
+from rag.adapters.embedder import split_backend
+
+RECALL_AT = 10
+RECALL_QUESTIONS = 30
+
+
+def disk_mb(folder: Path) -> float:
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += (Path(root) / name).stat().st_blocks * 512
+    return round(total / 2**20, 1)
+
+
+def hnsw_recall(ctx: Context, index: Path, corpus: Path) -> dict[str, Any]:
+    """recall@10 of Chroma's HNSW against exact cosine search over the collection's own
+    vectors, for real question embeddings."""
+    settings = settings_for(ctx, index, corpus, embedding_model=ctx.index_model)
+    runtime = runtime_with(settings, ctx.index_embedder)
+    collection = runtime.store.collection
+    ids: list[str] = []
+    parts: list[np.ndarray] = []
+    batch = 20_000
+    with timer() as took:
+        for offset in range(0, collection.count(), batch):
+            got = collection.get(include=["embeddings"], limit=batch, offset=offset)
+            ids += got["ids"]
+            parts.append(np.asarray(got["embeddings"], dtype=np.float32))
+    read_s = took[0]
+    matrix = np.vstack(parts)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True).clip(1e-9)
+    questions = list(QUESTIONS[:RECALL_QUESTIONS])
+    hits = []
+    for question in questions:
+        vector = ctx.index_embedder.encode_query(question).astype(np.float32)
+        exact = {ids[i] for i in np.argsort(-(matrix @ vector))[:RECALL_AT]}
+        got = collection.query(query_embeddings=[vector.tolist()], n_results=DENSE_DEPTH)
+        approx = set(got["ids"][0][:RECALL_AT])
+        hits.append(len(exact & approx) / RECALL_AT)
+    del runtime, matrix, parts
+    gc.collect()
+    return {
+        f"recall_at_{RECALL_AT}": round(float(np.mean(hits)), 4),
+        "min": round(float(np.min(hits)), 2),
+        "questions": len(questions),
+        "vectors": len(ids),
+        "read_vectors_s": round(read_s, 1),
+        "how": "Chroma's HNSW (its defaults: M 16, ef_construction 100, ef_search 100; "
+        f"n_results {DENSE_DEPTH} as the service asks) against exact cosine over all vectors",
+    }
+
+
+def serve_tier(ctx: Context, index: Path, corpus: Path) -> dict[str, Any]:
+    questions = list(QUESTIONS[: ctx.scale.questions])
+    env = {
+        "RAG_EMBEDDING_MODEL": ctx.index_model,
+        "RAG_EMBEDDING_BACKEND": split_backend(ctx.index_model)[1] or "torch",
+    }
+    out: dict[str, Any] = {}
+    with serve(index, corpus, ctx.models, env, ctx.work / "serve-tier.log") as server:
+        out["ready_s"] = server.cold_start_s
+        out["rss_ready_mb"] = rss_mb(server.proc.pid)
+        out["ask_1_client_cold"] = ask_load(server.url, questions, 1, len(questions))
+        out["ask_1_client_warm"] = ask_load(server.url, questions, 1, len(questions))
+        out["ask_8_clients"] = ask_load(server.url, questions, 8, ctx.scale.ask_per_client)
+        out["rss_after_load_mb"] = rss_mb(server.proc.pid)
+    return out
+
+
+def bench_million(ctx: Context, searched: dict[str, Any]) -> dict[str, Any]:
+    """``searched``: the retrieval section's results by tier label (search already timed).
+
+    Every tier is built first (the 1M one takes hours the first time), then each is
+    measured in turn, so the measurements run together on a machine left quiet for them."""
+    tiers: dict[str, Any] = {}
+    built: dict[str, tuple[Path, Path, dict[str, Any] | None]] = {}
+    for chunks in sorted({*ctx.scale.tiers, ctx.scale.million}):
+        name = label(chunks)
+        if name in ctx.tiers and name in searched:
+            built[name] = (*ctx.tiers[name], None)
+        else:
+            index, info, made = build_tier(ctx, chunks)
+            built[name] = (index, info.path, made)
+            ctx.tiers[name] = (index, info.path)
+    for name, (index, corpus, made_now) in built.items():
+        entry: dict[str, Any] = {}
+        if made_now is None:
+            entry["search"] = {"all": searched[name]["all"]}
+        else:
+            entry["index"] = made_now
+            entry["search"] = bench_search(ctx, index, corpus)
+        entry["disk_mb"] = disk_mb(index)
+        entry["server"] = serve_tier(ctx, index, corpus)
+        entry["hnsw"] = hnsw_recall(ctx, index, corpus)
+        tiers[name] = entry
+    return {
+        "tiers": tiers,
+        "how": "each tier served by `rag serve --backend extractive` (embedded Chroma): ready "
+        "= process start to /readyz ready; RSS VmRSS/VmHWM after the load; search = POST "
+        "/v1/search in-process as in the retrieval section; vectors synthetic where no real "
+        "embedding is cached (see the tier's index.vectors)",
+        "not_measured": "the 1M tier behind `chroma run` with 2 API workers: a second 1M build "
+        "into the server (hours here); tests/api/test_scale.py checks that setup at small size",
+    }
