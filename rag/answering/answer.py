@@ -118,8 +118,12 @@ class AnswerService:
         """
         k = top_k or self.settings.top_k
         rerank = self.settings.rerank
+        # int8: one model run over the question gives the reader its token states and the
+        # vector search its vector (bit-identical to a run of encode_query's own), while
+        # the keyword search runs beside it.
+        shared = self._question_vector if self.embedder.pools_in_context else None
         pool = self.retriever.search(
-            question, max(k, RERANK_POOL) if rerank else k, paths, merge=False
+            question, max(k, RERANK_POOL) if rerank else k, paths, merge=False, embed=shared
         )
         asked = self.reader.ask(question)
         ranked = self.rank_sentences(asked, pool.vector, pool.passages)
@@ -184,6 +188,10 @@ class AnswerService:
             passages = self.retriever.merge_neighbours(passages)
         found = Retrieved(passages, pool.vector, pool.best_dense)
         return Reading(found, asked, refined + rest, confidence, signals, crossing)
+
+    def _question_vector(self, question: str) -> np.ndarray:
+        vector: np.ndarray = self.reader.states([question])[0].vector
+        return vector
 
     def _narrow(
         self, asked: AskedQuestion, best: Candidate, joint: JointOutput | None

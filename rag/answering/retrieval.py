@@ -61,9 +61,16 @@ class Retriever:
             return self._executor
 
     def search(
-        self, question: str, k: int, paths: Sequence[str] | None = None, merge: bool = True
+        self,
+        question: str,
+        k: int,
+        paths: Sequence[str] | None = None,
+        merge: bool = True,
+        embed: Callable[[str], np.ndarray] | None = None,
     ) -> Retrieved:
-        """The ``k`` best passages for ``question``; ``paths`` restricts to folder/file prefixes."""
+        """The ``k`` best passages for ``question``; ``paths`` restricts to folder/file prefixes.
+        ``embed``: the question's vector from elsewhere (the reader's run over the question
+        gives it as :meth:`Embedder.encode_query` would), instead of a run of its own."""
         depth = max(4 * k, 20)
         # Keyword search needs no embedding: it runs on a second thread while the question
         # is embedded and the vector index searched (SQLite, torch and Chroma release the GIL).
@@ -73,7 +80,7 @@ class Retriever:
             else None
         )
         try:
-            vector = self.embedder.encode_query(question)
+            vector = (embed or self.embedder.encode_query)(question)
             docs = self.lexical.paths(paths) if paths else None
             dense = self.store.query(vector, depth, docs)
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from rag.adapters.embedder import Embedder
@@ -336,3 +337,21 @@ def test_int8_vectors_do_not_depend_on_which_session_runs_them(embedder: Embedde
     vectors, parts = embedder.encode_in_context(texts, [[(0, 8)] for _ in texts])
     assert np.array_equal(vectors, together) and len(parts) == len(texts)
     assert np.array_equal(parts[4], embedder.encode_in_context([texts[4]], [[(0, 8)]])[1][0])
+
+
+def test_one_model_run_over_the_question_serves_the_reader_and_the_vector_search(
+    corpus_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = corpus_runtime.answer_service
+    embedder = corpus_runtime.query_embedder
+    question = "Which airport did Putin land at in 2000?"
+    own = embedder.encode_query(question)
+
+    def no_second_run(text: str) -> None:
+        raise AssertionError(f"the question was embedded again: {text!r}")
+
+    monkeypatch.setattr(embedder, "encode_query", no_second_run)
+    found = service.retrieve(question)
+    assert np.array_equal(found.vector, own)  # bit-identical to a run of its own
+    answer = service.ask("Who greeted Putin at the airport?")
+    assert answer.sources
