@@ -105,7 +105,7 @@ class RagRetriever(BaseRetriever):
 
     def _remote(self, query: str) -> list[Source]:
         assert self._client is not None
-        body: dict[str, Any] = {"query": query}
+        body: dict[str, Any] = {"query": query, "read": True}  # as in-process: cross-read
         if self.top_k is not None:
             body["top_k"] = self.top_k
         if self.paths:
