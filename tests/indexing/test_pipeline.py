@@ -42,16 +42,18 @@ def test_a_failed_write_is_raised_to_the_caller_and_stops_the_rest() -> None:
 
 
 def test_the_callers_error_wins_and_queued_items_are_dropped() -> None:
-    release = threading.Event()
+    release, started = threading.Event(), threading.Event()
     written: list[int] = []
 
     def write(n: int) -> None:
+        started.set()
         release.wait(5)
         written.append(n)
 
     with pytest.raises(KeyError), OrderedWriter(write, depth=8) as writer:
         for n in range(5):
             writer.put(n)
+        assert started.wait(5)  # item 0 is being written
         threading.Timer(0.3, release.set).start()  # after the block has failed
         raise KeyError("embedding failed")
     assert written == [0]  # the one being written finishes; the rest are not written
