@@ -30,7 +30,7 @@ from rag.config import Settings
 from rag.evaluation.metrics import auroc
 
 WRONGLY_ABSTAINED = 0.075
-RANK_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0)
+RANK_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
 OFF_CORPUS_PER_HALF = 400  # answerable questions of the other half asked off-corpus
 
 
