@@ -39,7 +39,7 @@ from rag.adapters.store import ChromaStore, IndexInfo
 from rag.config import Settings
 from rag.errors import EmptyCorpusError, IndexStateError, ManifestDamagedError, RagError
 from rag.indexing.chunker import Chunker
-from rag.indexing.integrity import damage, vectors_readable
+from rag.indexing.integrity import damage
 from rag.indexing.loader import Document, Skipped, SourceFile, discover, read
 from rag.indexing.pipeline import OrderedWriter
 from rag.indexing.recovery import Recovery, builds_wanted
@@ -399,9 +399,9 @@ class IngestService:
         carried: dict[str, Any] = {}  # sentence vectors of chunks carried from `previous`
         if previous is not None and previous.embedding_model == target.embedding_model:
             rest = [i for i in ids if i not in known]
-            reused = self._read_back(previous, rest) if rest else {}
+            reused = self.recovery.vectors_back(previous, rest) if rest else {}
             known.update(reused)
-            carried = self._sentences_back(previous, sorted(reused)) if reused else {}
+            carried = self.recovery.sentences_back(previous, sorted(reused)) if reused else {}
         pending: list[Chunk] = []
         owners: dict[str, list[_Work]] = {}  # chunk id -> the files waiting for its vector
         for work in todo:
@@ -435,54 +435,6 @@ class IngestService:
                                 work.sentences[chunk.id] = parts[i]
                 while queue and all(c.id in queue[0].vectors for c in queue[0].chunks):
                     writer.put(queue.pop(0))
-
-    def _read_back(self, gen: Generation, ids: list[str]) -> dict[str, Any]:
-        """The vectors of ``ids`` that ``gen`` gives back whole (a damaged generation gives
-        back some, or none: the rest is embedded again).  Batch by batch: one unreadable
-        batch costs only its own vectors."""
-        found = self.recovery.damaged.get(gen.id)
-        if found is not None and not vectors_readable(found):
-            return {}  # its vector index is damaged: never opened, everything is embedded
-        try:
-            store, _ = self.stores(gen)
-            if not store.exists():
-                return {}
-        except Exception:
-            if gen.id not in self.recovery.damaged:
-                raise
-            return {}
-        out: dict[str, Any] = {}
-        step = store.batch_size
-        for start in range(0, len(ids), step):
-            part = ids[start : start + step]
-            try:
-                got = store.embeddings_for(part)
-            except Exception as exc:
-                if gen.id not in self.recovery.damaged:
-                    raise
-                log.warning("%d vectors could not be read back: %s", len(part), exc)
-                continue
-            if not got:
-                continue
-            keys = list(got)
-            matrix = np.asarray([np.asarray(got[k], dtype=np.float32).ravel() for k in keys])
-            if matrix.ndim != 2 or matrix.shape[1] != gen.embedding_dim:
-                continue
-            norms = np.linalg.norm(matrix, axis=1)
-            good = np.isfinite(matrix).all(axis=1) & (np.abs(norms - 1.0) < 0.02)
-            out.update((k, matrix[i]) for i, k in enumerate(keys) if good[i])
-        return out
-
-    def _sentences_back(self, gen: Generation, ids: list[str]) -> dict[str, Any]:
-        """``gen``'s stored sentence vectors of ``ids``; none when its keyword index is
-        damaged (they are computed again when a query needs them)."""
-        try:
-            return self.stores(gen)[1].sentence_vectors(ids)
-        except Exception as exc:
-            if gen.id not in self.recovery.damaged:
-                raise
-            log.info("sentence vectors of generation %s not read: %s", gen.id, exc)
-            return {}
 
     def _embed(self, group: list[Chunk]) -> tuple[np.ndarray, list[np.ndarray] | None]:
         """Vectors of the chunks, and (int8 backend) of their sentences from the same runs,

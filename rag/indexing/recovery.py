@@ -21,14 +21,16 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from rag.adapters.integrity import hnsw_segments
 from rag.adapters.manifest import LEGACY_FILE, FileEntry, Generation, ManifestDB, read_active_file
 from rag.adapters.store import ChromaStore, IndexInfo, release_clients
 from rag.config import Settings
 from rag.errors import IndexStateError, ManifestDamagedError
-from rag.indexing.integrity import chroma_damage, damage, damaged_error
+from rag.indexing.integrity import chroma_damage, damage, damaged_error, vectors_readable
 from rag.models import now
 
 log = logging.getLogger(__name__)
@@ -271,3 +273,52 @@ class Recovery:
             f"damaged: {why}; the Chroma folder and keyword indexes were moved to "
             f"{folder.name}/ and the index is rebuilt from the documents"
         )
+
+    # -- what a previous generation gives back whole (reused by the next build) ----------
+    def vectors_back(self, gen: Generation, ids: list[str]) -> dict[str, Any]:
+        """The vectors of ``ids`` that ``gen`` gives back whole (a damaged generation gives
+        back some, or none: the rest is embedded again).  Batch by batch: one unreadable
+        batch costs only its own vectors."""
+        found = self.damaged.get(gen.id)
+        if found is not None and not vectors_readable(found):
+            return {}  # its vector index is damaged: never opened, everything is embedded
+        try:
+            store, _ = self.stores(gen)
+            if not store.exists():
+                return {}
+        except Exception:
+            if gen.id not in self.damaged:
+                raise
+            return {}
+        out: dict[str, Any] = {}
+        step = store.batch_size
+        for start in range(0, len(ids), step):
+            part = ids[start : start + step]
+            try:
+                got = store.embeddings_for(part)
+            except Exception as exc:
+                if gen.id not in self.damaged:
+                    raise
+                log.warning("%d vectors could not be read back: %s", len(part), exc)
+                continue
+            if not got:
+                continue
+            keys = list(got)
+            matrix = np.asarray([np.asarray(got[k], dtype=np.float32).ravel() for k in keys])
+            if matrix.ndim != 2 or matrix.shape[1] != gen.embedding_dim:
+                continue
+            norms = np.linalg.norm(matrix, axis=1)
+            good = np.isfinite(matrix).all(axis=1) & (np.abs(norms - 1.0) < 0.02)
+            out.update((k, matrix[i]) for i, k in enumerate(keys) if good[i])
+        return out
+
+    def sentences_back(self, gen: Generation, ids: list[str]) -> dict[str, Any]:
+        """``gen``'s stored sentence vectors of ``ids``; none when its keyword index is
+        damaged (they are computed again when a query needs them)."""
+        try:
+            return self.stores(gen)[1].sentence_vectors(ids)
+        except Exception as exc:
+            if gen.id not in self.damaged:
+                raise
+            log.info("sentence vectors of generation %s not read: %s", gen.id, exc)
+            return {}
