@@ -151,22 +151,40 @@ class OnnxInt8:
         return out
 
     def token_states(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """For each text, from one run on the one-thread session: its vector (exactly as
-        :meth:`encode` gives it), its token states (tokens x dimension, special tokens left
-        out) and each of those tokens' character range."""
+        """For each text, from one run: its vector (exactly as :meth:`encode` gives it), its
+        token states (tokens x dimension, special tokens left out) and each of those tokens'
+        character range.  One text on the one-thread session; several (a question's new
+        candidate sentences) side by side on one one-thread session per core, as
+        :meth:`encode` runs them (the same numbers whichever session runs a text)."""
         import numpy as np
 
-        if self._single is None:
-            self._single = self._session(threads=1)
-        out = []
-        for encoding in self.tokenizer.encode_batch(texts):
-            hidden = self._hidden(self._single, encoding)
-            vector = hidden[0] if self.pooling == "cls" else hidden.mean(axis=0)
-            vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
-            real = np.asarray(encoding.special_tokens_mask, dtype=bool) == 0
-            offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
-            out.append((vector.astype(np.float32), hidden[real], offsets[real]))
-        return out
+        encodings = self.tokenizer.encode_batch(texts)
+        out: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = [None] * len(texts)
+
+        def run(rows: range | list[int], runner: Any) -> None:
+            for row in rows:
+                encoding = encodings[row]
+                hidden = self._hidden(runner, encoding)
+                vector = hidden[0] if self.pooling == "cls" else hidden.mean(axis=0)
+                vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
+                real = np.asarray(encoding.special_tokens_mask, dtype=bool) == 0
+                offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+                out[row] = (vector.astype(np.float32), hidden[real], offsets[real])
+
+        workers = self._workers() if len(texts) > 1 else []
+        if len(workers) > 1:
+            n = len(workers)
+            jobs = [
+                self._pool.submit(run, list(range(i, len(texts), n)), w)
+                for i, w in enumerate(workers)
+            ]
+            for job in jobs:
+                job.result()
+        else:
+            if self._single is None:
+                self._single = self._session(threads=1)
+            run(range(len(texts)), self._single)
+        return [row for row in out if row is not None]
 
     def _hidden(self, session: Any, encoding: Any) -> np.ndarray:
         import numpy as np

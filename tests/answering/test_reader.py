@@ -212,3 +212,18 @@ def test_token_states_come_with_the_texts_vector_and_character_ranges(which, req
     assert np.allclose(vector, model.encode([text])[0], atol=1e-5)
     assert np.allclose(np.linalg.norm(tokens, axis=1), 1.0, atol=1e-5)
     assert len(tokens) == len(offsets) and text[offsets[4][0] : offsets[4][1]] == "Vietnam"
+
+
+def test_token_states_of_several_texts_are_those_of_each_alone(embedder) -> None:  # type: ignore[no-untyped-def]
+    """Several texts run side by side on the per-core sessions; each text's numbers are
+    bit for bit those of its run alone on the question's session."""
+    import numpy as np
+
+    texts = [f"Sentence {n}: Putin met Kim in Pyongyang on day {n}." for n in range(7)]
+    together = embedder.token_states(texts)
+    for text, (vector, tokens, offsets) in zip(texts, together, strict=True):
+        ((alone_vector, alone_tokens, alone_offsets),) = embedder.token_states([text])
+        assert np.array_equal(vector, alone_vector)
+        assert np.array_equal(tokens, alone_tokens)
+        assert np.array_equal(offsets, alone_offsets)
+        assert np.array_equal(vector, embedder.encode_query(text))
