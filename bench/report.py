@@ -45,6 +45,15 @@ def targets(results: dict[str, Any], scale: Scale) -> list[dict[str, Any]]:
         ("8", "int8 / fp32 encode throughput", get(m, "int8", "speedup"), ">= 2.0"),
         ("8", "SQuAD recall@5 int8 - fp32 (points)", get(m, "squad", "delta_points"), ">= -1"),
     ]  # fmt: skip
+    top = label(scale.million)
+    million = functools.partial(get, m, "million", "tiers", top)
+    if million() is not None:  # BENCH_MILLION=1: the issue's targets at 1M chunks
+        rows += [
+            ("3", f"search p50 at {top} (ms, all)", million("search", "all", "p50_ms"), "<= 60"),
+            ("3", f"server RSS peak at {top} (MB)",
+             million("server", "rss_after_load_mb", "VmHWM"), "<= 4096"),
+            ("3", f"ready at {top} (s)", million("server", "ready_s"), "<= 30"),
+        ]  # fmt: skip
     compare = {"<=": operator.le, ">=": operator.ge}
     return [
         {"issue_item": item, "metric": name, "value": value, "target": target,
@@ -117,6 +126,21 @@ def info_rows(results: dict[str, Any]) -> list[tuple[str, Any]]:
          ", ".join(str(get(m, "peer", "ratios_rag_to_peer", k))
                    for k in ("citation_line_precision", "ingest_throughput", "query_p50"))),
     ]  # fmt: skip
+    for name, tier in (get(m, "million", "tiers") or {}).items():
+        built = tier.get("index") or {}
+        rows.append((
+            f"{name}: chunks, build s, disk MB, HNSW recall@10",
+            f"{built.get('chunks', '-')}, {built.get('build_s', '-')}, {tier.get('disk_mb')}, "
+            f"{get(tier, 'hnsw', 'recall_at_10')}",
+        ))  # fmt: skip
+        rows.append((
+            f"{name}: search p50/p99 ms, ready s, RSS peak MB, ask p50 warm ms, 8 clients req/s",
+            f"{get(tier, 'search', 'all', 'p50_ms')} / {get(tier, 'search', 'all', 'p99_ms')}, "
+            f"{get(tier, 'server', 'ready_s')}, "
+            f"{get(tier, 'server', 'rss_after_load_mb', 'VmHWM')}, "
+            f"{get(tier, 'server', 'ask_1_client_warm', 'p50_ms')}, "
+            f"{get(tier, 'server', 'ask_8_clients', 'requests_per_s')}",
+        ))  # fmt: skip
     return rows
 
 
@@ -146,3 +170,28 @@ def print_table(results: dict[str, Any]) -> None:
     for section, data in results["measurements"].items():
         if isinstance(data, dict) and ("error" in data or "skipped" in data):
             print(f"   {section}: {data.get('error') or data.get('skipped')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.report RESULTS.json``: the table again, its targets re-derived."""
+    import argparse
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from bench.context import SCALES
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("results", type=Path)
+    args = parser.parse_args(argv)
+    results = json.loads(args.results.read_text())
+    scale = SCALES[results["meta"]["scale"]]
+    if tiers := results["meta"]["scale_settings"].get("tiers"):
+        scale = Scale(**{**asdict(scale), "tiers": tuple(tiers)})
+    results["targets"] = targets(results, scale)
+    print_table(results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
