@@ -23,6 +23,12 @@ def _chunks(name: str) -> float:
     )
 
 
+def _shown(chunks: float) -> str:
+    if chunks >= 1e6:
+        return f"{chunks / 1e6:g}M"
+    return f"{chunks / 1e3:g}k" if chunks >= 1e3 else f"{chunks:g}"
+
+
 def _panel(x0: int, title: str, points: list[tuple[str, float, float]]) -> list[str]:
     top = max(v for _, _, v in points) * 1.2 or 1.0
     lo, hi = math.log10(points[0][1]), math.log10(points[-1][1])
@@ -66,7 +72,9 @@ def write_curve(results: dict[str, Any], out: Path) -> Path | None:
     ]
     for i, (title, value) in enumerate(PANELS):
         try:
-            points = [(n, _chunks(n), round(float(value(tiers[n])), 1)) for n in names]
+            points = [
+                (_shown(_chunks(n)), _chunks(n), round(float(value(tiers[n])), 1)) for n in names
+            ]
         except (KeyError, TypeError):
             continue
         parts += _panel(i * WIDTH, title, points)
@@ -78,3 +86,21 @@ def write_curve(results: dict[str, Any], out: Path) -> Path | None:
     )
     out.write_text("\n".join(parts) + "\n")
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.curve RESULTS.json SVG``: draw a results file's cost curve again."""
+    import json
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print(main.__doc__)
+        return 2
+    written = write_curve(json.loads(Path(args[0]).read_text()), Path(args[1]))
+    print(written or "no 1M section in that file: nothing drawn")
+    return 0 if written else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
