@@ -124,6 +124,67 @@ def test_a_crash_at_every_write_leaves_a_recoverable_index(
     assert crashed >= 20, crashed
 
 
+def _record_lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every ChromaStore.ids_for_path call (a scan of Chroma's metadata), by path."""
+    from rag.adapters.store import ChromaStore
+
+    asked: list[str] = []
+    original = ChromaStore.ids_for_path
+
+    def recording(self: ChromaStore, path: str) -> list[str]:
+        asked.append(path)
+        return original(self, path)
+
+    monkeypatch.setattr(ChromaStore, "ids_for_path", recording)
+    return asked
+
+
+def test_a_crash_while_deleting_a_document_leaves_no_chunk_behind_its_next_version(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """A kill between unlisting a file and deleting its chunks leaves them unlisted; the
+    index is marked dirty meanwhile, so the next write removes them before a new version
+    of the file is written (which no longer asks Chroma for a new file's old chunks)."""
+    base = _small_corpus(tmp_path)
+    name = sorted(base.glob("*.txt"))[0].name
+    for points in (1, 2, 3, 4):
+        work = tmp_path / f"run{points}"
+        corpus = work / "corpus"
+        shutil.copytree(base, corpus)
+        seed = make_runtime(work, embedder, corpus=corpus)
+        seed.ingest_service().ingest()
+        seed.manifest.close()
+        runtime = make_runtime(work, embedder, corpus=corpus)
+        seen = _arm(runtime, points)
+        try:
+            runtime.ingest_service().delete_document(name)
+        except Crash:
+            assert runtime.manifest.get_meta("dirty") is not None, seen
+        finally:
+            runtime.manifest.close()
+        (corpus / name).write_text("A different text under the old name.\n")
+        again = make_runtime(work, embedder, corpus=corpus)
+        again.ingest_service().ingest()
+        files = again.manifest.files(again.manifest.active().id)
+        listed = {c for entry in files.values() for c in entry.chunk_ids}
+        assert again.store.all_ids() == listed, (points, seen)  # nothing of the old version
+        assert check(work / "index", corpus)["violations"] == [], points
+        again.manifest.close()
+
+
+def test_a_fresh_build_never_asks_chroma_for_a_new_files_old_chunks(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = _record_lookups(monkeypatch)
+    runtime = make_runtime(tmp_path, embedder)
+    runtime.ingest_service().ingest()
+    assert runtime.store.count() > 0 and asked == []
+    edited = sorted(runtime.settings.corpus_dir.glob("*.txt"))[0]
+    edited.write_text("A new first line.\n" + edited.read_text())
+    runtime.ingest_service().ingest()
+    assert asked == [edited.name]  # a changed file: its stored chunks are looked up
+
+
 def test_a_second_writer_is_refused_naming_the_holder(tmp_path: Path, embedder: Embedder) -> None:
     runtime = make_runtime(tmp_path, embedder, lock_wait=1.0)
     index = runtime.settings.index_dir
