@@ -268,7 +268,6 @@ class LexicalIndex:
         with self._lock:
             return sorted(row[0] for row in self._db.execute(sql + " ORDER BY path", args))
 
-    @_named
     def _forget_statistics(self) -> None:
         """Drop what was counted over the chunks (they changed)."""
         self._idf_cache: dict[str, float] = {}
@@ -307,6 +306,7 @@ class LexicalIndex:
             total += df[term]
         return [t for t in terms if t in keep]
 
+    @_named
     def idf(self, terms: Iterable[str]) -> dict[str, float]:
         """BM25-style inverse document frequency of each term over the chunks (0 df: high)."""
         import math
