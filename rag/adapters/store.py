@@ -259,6 +259,8 @@ class ChromaStore:
             where=where,
             include=["documents", "metadatas", "distances"],
         )
+        # A chunk deleted while the query ran (a document removed or replaced meanwhile)
+        # can come back from the vector index without its row: it is no longer indexed.
         return [
             Passage(chunk=_chunk(cid, doc, meta), score=round(1.0 - float(dist), 6))
             for cid, doc, meta, dist in zip(
@@ -268,6 +270,7 @@ class ChromaStore:
                 result["distances"][0],
                 strict=True,
             )
+            if meta is not None and doc is not None
         ]
 
     def all_chunks(self) -> list[Chunk]:
