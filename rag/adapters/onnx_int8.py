@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,9 +89,7 @@ class OnnxInt8:
         """One short text (a question) on a one-thread session: 2.5 ms either way, and it
         leaves the other core to the keyword search running beside it (100k chunks: search
         p50 24 -> 16 ms).  Same weights, same kernels: bit-identical to :meth:`encode`."""
-        if self._single is None:
-            self._single = self._session(threads=1)
-        vector: np.ndarray = self.encode([text], session=self._single)[0]
+        vector: np.ndarray = self.encode([text], session=self._single_session())[0]
         return vector
 
     def plain_tokenizer(self) -> Any:
@@ -125,7 +123,6 @@ class OnnxInt8:
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         pooled: list[np.ndarray | None] = [None] * len(texts)
         encodings = self.tokenizer.encode_batch(texts)
-        workers = self._workers() if session is None and len(texts) > 1 else []
 
         def run(rows: range | list[int], runner: Any) -> None:
             for row in rows:
@@ -136,16 +133,10 @@ class OnnxInt8:
                     ranges = spans[row]
                     pooled[row] = _pool_ranges(hidden, encodings[row], ranges, self.dimension)
 
-        if len(workers) > 1:
-            n = len(workers)
-            jobs = [
-                self._pool.submit(run, list(range(i, len(texts), n)), w)
-                for i, w in enumerate(workers)
-            ]
-            for job in jobs:
-                job.result()
+        if session is not None:
+            run(range(len(texts)), session)
         else:
-            run(range(len(texts)), session or self.session)
+            self._side_by_side(len(texts), run, lambda: self.session)
         if spans is not None and parts is not None:
             parts.extend(p if p is not None else np.zeros((0, self.dimension)) for p in pooled)
         return out
@@ -171,20 +162,29 @@ class OnnxInt8:
                 offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
                 out[row] = (vector.astype(np.float32), hidden[real], offsets[real])
 
-        workers = self._workers() if len(texts) > 1 else []
+        self._side_by_side(len(texts), run, self._single_session)
+        return [row for row in out if row is not None]
+
+    def _single_session(self) -> Any:
+        if self._single is None:
+            self._single = self._session(threads=1)
+        return self._single
+
+    def _side_by_side(
+        self, count: int, run: Callable[[range | list[int], Any], None], alone: Callable[[], Any]
+    ) -> None:
+        """``run(rows, session)`` over rows ``0..count-1``: several rows split over the
+        one-thread sessions, one per core, side by side; a single row on ``alone()``."""
+        workers = self._workers() if count > 1 else []
         if len(workers) > 1:
             n = len(workers)
             jobs = [
-                self._pool.submit(run, list(range(i, len(texts), n)), w)
-                for i, w in enumerate(workers)
+                self._pool.submit(run, list(range(i, count, n)), w) for i, w in enumerate(workers)
             ]
             for job in jobs:
                 job.result()
         else:
-            if self._single is None:
-                self._single = self._session(threads=1)
-            run(range(len(texts)), self._single)
-        return [row for row in out if row is not None]
+            run(range(count), alone())
 
     def _hidden(self, session: Any, encoding: Any) -> np.ndarray:
         import numpy as np
