@@ -24,8 +24,7 @@ import numpy as np
 from bench.context import Context, label, runtime_with, settings_for, timer
 from bench.queries import QUESTIONS
 from bench.retrieval import DENSE_DEPTH, bench_search, build_tier
-from bench.server import ask_load, rss_mb, serve
-from rag.adapters.embedder import split_backend
+from bench.server import serve_and_load
 
 RECALL_AT = 10
 RECALL_QUESTIONS = 30
@@ -78,23 +77,6 @@ def hnsw_recall(ctx: Context, index: Path, corpus: Path) -> dict[str, Any]:
     }
 
 
-def serve_tier(ctx: Context, index: Path, corpus: Path) -> dict[str, Any]:
-    questions = list(QUESTIONS[: ctx.scale.questions])
-    env = {
-        "RAG_EMBEDDING_MODEL": ctx.index_model,
-        "RAG_EMBEDDING_BACKEND": split_backend(ctx.index_model)[1] or "torch",
-    }
-    out: dict[str, Any] = {}
-    with serve(index, corpus, ctx.models, env, ctx.work / "serve-tier.log") as server:
-        out["ready_s"] = server.cold_start_s
-        out["rss_ready_mb"] = rss_mb(server.proc.pid)
-        out["ask_1_client_cold"] = ask_load(server.url, questions, 1, len(questions))
-        out["ask_1_client_warm"] = ask_load(server.url, questions, 1, len(questions))
-        out["ask_8_clients"] = ask_load(server.url, questions, 8, ctx.scale.ask_per_client)
-        out["rss_after_load_mb"] = rss_mb(server.proc.pid)
-    return out
-
-
 def bench_million(ctx: Context, searched: dict[str, Any]) -> dict[str, Any]:
     """``searched``: the retrieval section's results by tier label (search already timed).
 
@@ -118,13 +100,13 @@ def bench_million(ctx: Context, searched: dict[str, Any]) -> dict[str, Any]:
             entry["index"] = made_now
             entry["search"] = bench_search(ctx, index, corpus)
         entry["disk_mb"] = disk_mb(index)
-        entry["server"] = serve_tier(ctx, index, corpus)
+        entry["server"] = serve_and_load(ctx, index, corpus, ctx.work / "serve-tier.log")
         entry["hnsw"] = hnsw_recall(ctx, index, corpus)
         tiers[name] = entry
     return {
         "tiers": tiers,
-        "how": "each tier served by `rag serve --backend extractive` (embedded Chroma): ready "
-        "= process start to /readyz ready; RSS VmRSS/VmHWM after the load; search = POST "
+        "how": "each tier served by `rag serve --backend extractive` (embedded Chroma): cold "
+        "start = process start to /readyz ready; RSS VmRSS/VmHWM after the load; search = POST "
         "/v1/search in-process as in the retrieval section; vectors synthetic where no real "
         "embedding is cached (see the tier's index.vectors)",
         "not_measured": "the 1M tier behind `chroma run` with 2 API workers: a second 1M build "

@@ -143,19 +143,16 @@ def ask_load(
 
 
 # -- 3 + 4 + 5: the HTTP server ---------------------------------------------------------------
-def bench_server(ctx: Context) -> dict[str, Any]:
-    tiers = ctx.tiers
-    if not tiers:
-        raise RuntimeError("no retrieval tier index to serve (the retrieval section is skipped)")
-    name = label(max(ctx.scale.tiers))
-    index, corpus = tiers[name]
+def serve_and_load(ctx: Context, index: Path, corpus: Path, log: Path) -> dict[str, Any]:
+    """`rag serve` on ``index``: cold start, RSS when ready and after the /v1/ask load (one
+    client cold, then warm; 8 clients)."""
     questions = list(QUESTIONS[: ctx.scale.questions])
     env = {
         "RAG_EMBEDDING_MODEL": ctx.index_model,
         "RAG_EMBEDDING_BACKEND": split_backend(ctx.index_model)[1] or "torch",
     }
-    out: dict[str, Any] = {"index": name, "model": ctx.index_model}
-    with serve(index, corpus, ctx.models, env, ctx.work / "serve.log") as server:
+    out: dict[str, Any] = {}
+    with serve(index, corpus, ctx.models, env, log) as server:
         out["cold_start_s"] = server.cold_start_s
         out["port_open_s"] = server.port_open_s
         out["rss_ready_mb"] = rss_mb(server.proc.pid)
@@ -163,6 +160,17 @@ def bench_server(ctx: Context) -> dict[str, Any]:
         out["ask_1_client_warm"] = ask_load(server.url, questions, 1, len(questions))
         out["ask_8_clients"] = ask_load(server.url, questions, 8, ctx.scale.ask_per_client)
         out["rss_after_load_mb"] = rss_mb(server.proc.pid)
+    return out
+
+
+def bench_server(ctx: Context) -> dict[str, Any]:
+    tiers = ctx.tiers
+    if not tiers:
+        raise RuntimeError("no retrieval tier index to serve (the retrieval section is skipped)")
+    name = label(max(ctx.scale.tiers))
+    index, corpus = tiers[name]
+    out: dict[str, Any] = {"index": name, "model": ctx.index_model}
+    out.update(serve_and_load(ctx, index, corpus, ctx.work / "serve.log"))
     if "int8" not in ctx.skip:
         out["other_backend_small_index"] = serve_other_small(ctx)
     out["how"] = (

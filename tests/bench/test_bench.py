@@ -92,7 +92,7 @@ def test_bench_tiny_writes_well_formed_results(tmp_path: Path) -> None:
     million = m["million"]["tiers"]  # the cost curve: every tier served and measured
     assert set(million) == {"200", "600", "1k"}
     for tier in million.values():
-        assert tier["disk_mb"] > 0 and tier["server"]["ready_s"] > 0
+        assert tier["disk_mb"] > 0 and tier["server"]["cold_start_s"] > 0
         assert tier["server"]["ask_8_clients"]["errors"] == 0
         _latency(tier["search"]["all"])
         assert 0 <= tier["hnsw"]["recall_at_10"] <= 1 and tier["hnsw"]["questions"] > 0
