@@ -43,6 +43,21 @@ def rss_mb(pid: int) -> dict[str, float]:
     return out
 
 
+def tree_rss_mb(pid: int) -> float:
+    """VmRSS of ``pid`` and every process under it (uvicorn's workers), MiB."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        at = todo.pop()
+        total += rss_mb(at).get("VmRSS", 0.0)
+        todo += children.get(at, [])
+    return round(total, 1)
+
+
 @dataclass
 class Server:
     proc: subprocess.Popen[bytes]
@@ -54,14 +69,20 @@ class Server:
 
 @contextlib.contextmanager
 def serve(
-    index: Path, corpus: Path, models: Path, env: dict[str, str], log: Path
+    index: Path,
+    corpus: Path,
+    models: Path,
+    env: dict[str, str],
+    log: Path,
+    args: Sequence[str] = (),
 ) -> Iterator[Server]:
-    """Start `rag serve` (extractive backend) on ``index``; yield once /readyz is green."""
+    """Start `rag serve` (extractive backend) on ``index`` (``args``: more options, e.g.
+    ``--workers 2``); yield once /readyz is green."""
     port = free_port()
     rag = Path(sys.executable).parent / "rag"
     command = [str(rag)] if rag.exists() else [sys.executable, "-m", "rag.cli.main"]
     command += ["serve", "--host", "127.0.0.1", "--port", str(port), "--backend", "extractive"]
-    command += ["--index", str(index)]
+    command += ["--index", str(index), *args]
     child_env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -143,16 +164,25 @@ def ask_load(
 
 
 # -- 3 + 4 + 5: the HTTP server ---------------------------------------------------------------
-def serve_and_load(ctx: Context, index: Path, corpus: Path, log: Path) -> dict[str, Any]:
+def serve_and_load(
+    ctx: Context,
+    index: Path,
+    corpus: Path,
+    log: Path,
+    env: dict[str, str] | None = None,
+    args: Sequence[str] = (),
+) -> dict[str, Any]:
     """`rag serve` on ``index``: cold start, RSS when ready and after the /v1/ask load (one
-    client cold, then warm; 8 clients)."""
+    client cold, then warm; 8 clients).  RSS is the first process's; ``rss_tree_mb`` adds
+    its workers' (``--workers N``)."""
     questions = list(QUESTIONS[: ctx.scale.questions])
     env = {
         "RAG_EMBEDDING_MODEL": ctx.index_model,
         "RAG_EMBEDDING_BACKEND": split_backend(ctx.index_model)[1] or "torch",
+        **(env or {}),
     }
     out: dict[str, Any] = {}
-    with serve(index, corpus, ctx.models, env, log) as server:
+    with serve(index, corpus, ctx.models, env, log, args) as server:
         out["cold_start_s"] = server.cold_start_s
         out["port_open_s"] = server.port_open_s
         out["rss_ready_mb"] = rss_mb(server.proc.pid)
@@ -160,6 +190,7 @@ def serve_and_load(ctx: Context, index: Path, corpus: Path, log: Path) -> dict[s
         out["ask_1_client_warm"] = ask_load(server.url, questions, 1, len(questions))
         out["ask_8_clients"] = ask_load(server.url, questions, 8, ctx.scale.ask_per_client)
         out["rss_after_load_mb"] = rss_mb(server.proc.pid)
+        out["rss_tree_mb"] = tree_rss_mb(server.proc.pid)
     return out
 
 

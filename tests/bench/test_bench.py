@@ -94,6 +94,10 @@ def test_bench_tiny_writes_well_formed_results(tmp_path: Path) -> None:
     for tier in million.values():
         assert tier["disk_mb"] > 0 and tier["server"]["cold_start_s"] > 0
         assert tier["server"]["ask_8_clients"]["errors"] == 0
+        scaled = tier["chroma_run"]  # the same index behind `chroma run`, 2 rag workers
+        assert scaled["ask_8_clients"]["errors"] == 0 and scaled["cold_start_s"] > 0
+        assert scaled["rss_tree_mb"] > scaled["rss_after_load_mb"]["VmRSS"]  # both workers
+        assert scaled["chroma_rss_mb"]["VmRSS"] > 0
         _latency(tier["search"]["all"])
         assert 0 <= tier["hnsw"]["recall_at_10"] <= 1 and tier["hnsw"]["questions"] > 0
     svg = (tmp_path / "cost-curve.svg").read_text()
