@@ -51,6 +51,10 @@ class BarProgress:
         if not self._live:  # show nothing until there is work to show
             self._bar.__enter__()
             self._live = True
+        if phase in self._tasks:  # a later batch of files: more of the same work
+            task = self._tasks[phase]
+            self._bar.update(task, total=(self._bar.tasks[task].total or 0) + total)
+            return
         self._tasks[phase] = self._bar.add_task(LABELS.get(phase, phase), total=total)
 
     def advance(self, phase: str, n: int = 1) -> None:

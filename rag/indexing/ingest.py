@@ -11,6 +11,8 @@ Keeping the index true to the files:
   no file lists, re-syncs the keyword index, and the next ingest finishes the file.
 - generations: a change of embedding model or chunker builds a new index beside the active
   one, which keeps answering queries until the new one is complete and switched to.
+- bounded memory: files are read, chunked, embedded and written in batches of about
+  ``BATCH_CHUNKS`` chunks, so a build of a million chunks holds one batch, not the corpus.
 
 Every write holds the index's writer lock (``lock``, see :mod:`rag.adapters.lock`).
 
@@ -21,9 +23,10 @@ crash-safe; recovery, the manifest and the stores of each generation are elsewhe
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,9 +51,17 @@ from rag.spans import context_spans
 
 log = logging.getLogger(__name__)
 
+# Chunks read ahead of the writes: one batch is chunked, embedded and written before the
+# next files are read (a 1M-chunk build held 6.6 GB when it read the whole corpus first).
+BATCH_CHUNKS = 20_000
+
 
 class Progress(Protocol):
-    """Where ingest reports progress (a progress bar, a job record, nothing)."""
+    """Where ingest reports progress (a progress bar, a job record, nothing).
+
+    ``start`` begins a phase; called again for a phase already started, it adds ``total``
+    to it (files are embedded batch by batch, so the chunks to embed become known as the
+    files are read)."""
 
     def start(self, phase: str, total: int) -> None: ...
     def advance(self, phase: str, n: int = 1) -> None: ...
@@ -258,24 +269,21 @@ class IngestService:
         # Unchanged by size and mtime (as rsync and git judge it): not even read again.
         fresh = [s for s in sources if not _same_stat(existing.get(s.rel_path), s)]
         report.files_unchanged += len(sources) - len(fresh)
-        docs = self._read_all(fresh, roots, report) if fresh else []
+        batches = self._batches(target, fresh, existing, roots, report)
+        first = next(batches, None)  # an unreadable corpus fails here, before any write
 
         store, _ = self.stores(target)
         store.open(create=True)
         self.manifest.set_meta("dirty", str(target.id))
-        todo: list[_Work] = []
-        for doc in docs:
-            entry = existing.get(doc.source.rel_path)
-            if entry and entry.status == "complete" and entry.sha256 == doc.sha256:
-                report.files_unchanged += 1
-                where = str(doc.source.abs_path)
-                if (entry.abs_path, entry.mtime) != (where, doc.mtime):  # moved or touched
-                    entry.abs_path, entry.mtime, entry.size = where, doc.mtime, doc.size
-                    self.manifest.put_file(target.id, entry)
-                continue
-            chunks = self._chunk_within_limit(doc)
-            todo.append(_Work(doc, chunks, {}, entry))
-        self._embed_and_write(target, todo, active if new_build else None, report)
+        previous = active if new_build else None
+
+        def write(work: _Work) -> None:
+            self._write_file(target, work, report)
+
+        # Files are written on a second thread while the next group is embedded.
+        with OrderedWriter(write) as writer:
+            for todo in itertools.chain([first] if first else [], batches):
+                self._embed_and_write(target, todo, previous, report, writer)
         self._drop_unreadable(target, existing, report)
         if prune:
             self._prune(target, roots, {s.rel_path for s in sources}, report)
@@ -361,29 +369,60 @@ class IngestService:
                 report.notes.append(f"{path} is gone from disk; the new index leaves it out")
         return sorted(sources, key=lambda s: s.rel_path)
 
-    def _read_all(
-        self, sources: list[SourceFile], roots: list[Path], report: IngestReport
-    ) -> list[Document]:
+    def _batches(
+        self,
+        target: Generation,
+        sources: list[SourceFile],
+        existing: dict[str, FileEntry],
+        roots: list[Path],
+        report: IngestReport,
+    ) -> Iterator[list[_Work]]:
+        """The files to write, read and chunked a batch (~BATCH_CHUNKS chunks) at a time; a
+        file whose content is unchanged (same sha256) is only re-stamped in the manifest."""
+        if not sources:
+            return
         self.progress.start("read", len(sources))
-        docs: list[Document] = []
+        todo: list[_Work] = []
+        held = 0
+        readable = False
         for source in sources:
-            got = read(source, self._max_bytes)
-            if isinstance(got, Skipped):
-                report.skipped.append(got)
-                self.progress.warn(f"skipped {got.path}: {got.reason}")
-            else:
-                for warning in getattr(got, "warnings", ()):
-                    self.progress.warn(f"{got.source.rel_path}: {warning}")
-                docs.append(got)
+            doc = self._read_one(source, report)
             self.progress.advance("read")
-        if not docs and not report.files_unchanged:
+            if doc is None:
+                continue
+            readable = True
+            entry = existing.get(doc.source.rel_path)
+            if entry and entry.status == "complete" and entry.sha256 == doc.sha256:
+                report.files_unchanged += 1
+                where = str(doc.source.abs_path)
+                if (entry.abs_path, entry.mtime) != (where, doc.mtime):  # moved or touched
+                    entry.abs_path, entry.mtime, entry.size = where, doc.mtime, doc.size
+                    self.manifest.put_file(target.id, entry)
+                continue
+            todo.append(_Work(doc, self._chunk_within_limit(doc), {}, entry))
+            held += len(todo[-1].chunks)
+            if held >= BATCH_CHUNKS:
+                yield todo
+                todo, held = [], 0
+        if not readable and not report.files_unchanged:
             reasons = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped[:5])
             raise EmptyCorpusError(
                 f"no readable text in {', '.join(str(r) for r in roots)} ({reasons})",
                 "rag reads text (any common encoding), Markdown, reStructuredText, HTML, PDF, "
                 "DOCX and source code files",
             )
-        return docs
+        if todo:
+            yield todo
+
+    def _read_one(self, source: SourceFile, report: IngestReport) -> Document | None:
+        got = read(source, self._max_bytes)
+        if isinstance(got, Skipped):
+            report.skipped.append(got)
+            self.progress.warn(f"skipped {got.path}: {got.reason}")
+            return None
+        for warning in getattr(got, "warnings", ()):
+            self.progress.warn(f"{got.source.rel_path}: {warning}")
+        return got
 
     def _embed_and_write(
         self,
@@ -391,8 +430,10 @@ class IngestService:
         todo: list[_Work],
         previous: Generation | None,
         report: IngestReport,
+        writer: OrderedWriter[_Work],
     ) -> None:
-        """Reuse stored vectors by content hash, embed the rest in groups, write file by file."""
+        """Reuse stored vectors by content hash, embed the rest in groups, and hand each file
+        to ``writer`` once its chunks all have vectors."""
         store, _ = self.stores(target)
         ids = sorted({c.id for w in todo for c in w.chunks})
         known = store.embeddings_for(ids) if ids else {}
@@ -417,24 +458,18 @@ class IngestService:
         self.progress.start("embed", len(pending))
         queue = list(todo)
         step = self.settings.ingest_group
-        # Files are written on a second thread while the next group is embedded.
-
-        def write(work: _Work) -> None:
-            self._write_file(target, work, report)
-
-        with OrderedWriter(write) as writer:
-            for start in range(0, len(pending) or 1, step):
-                group = pending[start : start + step]
-                if group:
-                    vectors, parts = self._embed(group)
-                    report.chunks_embedded += len(group)
-                    for i, (chunk, vector) in enumerate(zip(group, vectors, strict=True)):
-                        for work in owners[chunk.id]:
-                            work.vectors[chunk.id] = vector
-                            if parts is not None:
-                                work.sentences[chunk.id] = parts[i]
-                while queue and all(c.id in queue[0].vectors for c in queue[0].chunks):
-                    writer.put(queue.pop(0))
+        for start in range(0, len(pending) or 1, step):
+            group = pending[start : start + step]
+            if group:
+                vectors, parts = self._embed(group)
+                report.chunks_embedded += len(group)
+                for i, (chunk, vector) in enumerate(zip(group, vectors, strict=True)):
+                    for work in owners[chunk.id]:
+                        work.vectors[chunk.id] = vector
+                        if parts is not None:
+                            work.sentences[chunk.id] = parts[i]
+            while queue and all(c.id in queue[0].vectors for c in queue[0].chunks):
+                writer.put(queue.pop(0))
 
     def _embed(self, group: list[Chunk]) -> tuple[np.ndarray, list[np.ndarray] | None]:
         """Vectors of the chunks, and (int8 backend) of their sentences from the same runs,

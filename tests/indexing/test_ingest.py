@@ -12,6 +12,7 @@ from rag.adapters.embedder import Embedder
 from rag.adapters.manifest import Manifest
 from rag.adapters.store import ChromaStore, IndexInfo
 from rag.errors import EmptyCorpusError, IndexMismatchError, IndexMissingError, InputError
+from rag.indexing import ingest as ingest_module
 from rag.runtime import Runtime
 from tests.conftest import CORPUS, make_runtime, sed_lines
 
@@ -100,6 +101,41 @@ def test_small_upsert_batches(tmp_path: Path, embedder: Embedder) -> None:
     runtime.store.batch_size = 7  # as if Chroma's max batch were tiny
     report = runtime.ingest_service().ingest()
     assert runtime.store.count() == report.chunks_written > 7
+
+
+def test_a_build_reads_the_corpus_a_batch_at_a_time(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files are read, embedded and written in batches, so a big build holds one batch in
+    memory: the first file is written before the last is read, and the index is the one a
+    single batch builds."""
+    whole = make_runtime(tmp_path / "whole", embedder)
+    whole.ingest_service().ingest()
+    events: list[tuple[str, str, int]] = []
+
+    class Record:
+        def start(self, phase: str, total: int) -> None:
+            events.append(("start", phase, total))
+
+        def advance(self, phase: str, n: int = 1) -> None:
+            events.append(("advance", phase, n))
+
+        def warn(self, message: str) -> None: ...
+
+    monkeypatch.setattr(ingest_module, "BATCH_CHUNKS", 3)  # the sample files hold 4-9 chunks
+    batched = make_runtime(tmp_path / "batched", embedder)
+    report = batched.ingest_service(Record()).ingest()
+    reads = [i for i, e in enumerate(events) if e[:2] == ("advance", "read")]
+    embeds = [i for i, e in enumerate(events) if e[:2] == ("advance", "embed")]
+    assert len(reads) == report.files_indexed == 5
+    assert embeds[0] < reads[1] and reads[-1] < embeds[-1]  # read, embed, read, embed ...
+    starts = [e[2] for e in events if e[:2] == ("start", "embed")]
+    assert len(starts) == 5 and sum(starts) == report.chunks_embedded  # the bar's total grows
+    assert {c["id"]: c["text"] for c in _all_chunks(batched.store)} == {
+        c["id"]: c["text"] for c in _all_chunks(whole.store)
+    }
+    assert batched.lexical.count() == whole.lexical.count() == report.chunks_total
+    assert batched.ingest_service().stale_reason() is None
 
 
 def test_missing_path_is_a_clear_error_and_writes_nothing(

@@ -92,7 +92,11 @@ class _JobProgress:
         self._check()
         with self.lock:
             self.job.status.phase = phase
-            self.job.status.progress[phase] = PhaseProgress(done=0, total=total)
+            step = self.job.status.progress.get(phase)
+            if step is None:
+                self.job.status.progress[phase] = PhaseProgress(done=0, total=total)
+            else:  # a later batch of files: more of the same work
+                step.total += total
         self.changed(self.job)
 
     def advance(self, phase: str, n: int = 1) -> None:
