@@ -7,14 +7,14 @@ is cached, because embedding a million chunks takes days on two cores; the keywo
 the questions are real).  For each tier (10k, 100k, 1M) a `rag serve` (embedded Chroma) is
 started on it: time to ready, RSS after load, `/v1/ask` p50 at 1 and 8 clients, and the
 index's size on disk; search p50/p99 in-process as the retrieval section measures it (taken
-from that section for the tiers it ran).  HNSW's recall against an exact search over the same
-vectors is measured on a sample of the questions, at each tier.
+from that section for the tiers it ran).  HNSW's recall against an exact search, at each tier,
+on the tier's own vectors and on a stand-in with real embeddings' geometry for several
+ef_search values (bench/hnsw.py says why both).
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import subprocess
 import sys
@@ -24,16 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 
-from bench.context import Context, label, runtime_with, settings_for, timer
-from bench.queries import QUESTIONS
-from bench.retrieval import DENSE_DEPTH, bench_search, build_tier
+from bench.context import Context, label
+from bench.hnsw import ef_sweep, tier_recall
+from bench.retrieval import bench_search, build_tier
 from bench.server import free_port, rss_mb, serve_and_load
 from rag.config import Settings
-
-RECALL_AT = 10
-RECALL_QUESTIONS = 30
 
 
 def disk_mb(folder: Path) -> float:
@@ -43,44 +39,6 @@ def disk_mb(folder: Path) -> float:
             with contextlib.suppress(OSError):
                 total += (Path(root) / name).stat().st_blocks * 512
     return round(total / 2**20, 1)
-
-
-def hnsw_recall(ctx: Context, index: Path, corpus: Path) -> dict[str, Any]:
-    """recall@10 of Chroma's HNSW against exact cosine search over the collection's own
-    vectors, for real question embeddings."""
-    settings = settings_for(ctx, index, corpus, embedding_model=ctx.index_model)
-    runtime = runtime_with(settings, ctx.index_embedder)
-    collection = runtime.store.collection
-    ids: list[str] = []
-    parts: list[np.ndarray] = []
-    batch = 20_000
-    with timer() as took:
-        for offset in range(0, collection.count(), batch):
-            got = collection.get(include=["embeddings"], limit=batch, offset=offset)
-            ids += got["ids"]
-            parts.append(np.asarray(got["embeddings"], dtype=np.float32))
-    read_s = took[0]
-    matrix = np.vstack(parts)
-    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True).clip(1e-9)
-    questions = list(QUESTIONS[:RECALL_QUESTIONS])
-    hits = []
-    for question in questions:
-        vector = ctx.index_embedder.encode_query(question).astype(np.float32)
-        exact = {ids[i] for i in np.argsort(-(matrix @ vector))[:RECALL_AT]}
-        got = collection.query(query_embeddings=[vector.tolist()], n_results=DENSE_DEPTH)
-        approx = set(got["ids"][0][:RECALL_AT])
-        hits.append(len(exact & approx) / RECALL_AT)
-    del runtime, matrix, parts
-    gc.collect()
-    return {
-        f"recall_at_{RECALL_AT}": round(float(np.mean(hits)), 4),
-        "min": round(float(np.min(hits)), 2),
-        "questions": len(questions),
-        "vectors": len(ids),
-        "read_vectors_s": round(read_s, 1),
-        "how": "Chroma's HNSW (its defaults: M 16, ef_construction 100, ef_search 100; "
-        f"n_results {DENSE_DEPTH} as the service asks) against exact cosine over all vectors",
-    }
 
 
 @contextlib.contextmanager
@@ -153,7 +111,8 @@ def bench_million(ctx: Context, searched: dict[str, Any]) -> dict[str, Any]:
         entry["disk_mb"] = disk_mb(index)
         entry["server"] = serve_and_load(ctx, index, corpus, ctx.work / "serve-tier.log")
         entry["chroma_run"] = served_by_chroma_run(ctx, index, corpus)
-        entry["hnsw"] = hnsw_recall(ctx, index, corpus)
+        entry["hnsw"] = tier_recall(ctx, index, corpus)
+        entry["hnsw_stand_in"] = ef_sweep(ctx, entry["hnsw"]["vectors"])
         tiers[name] = entry
     return {
         "tiers": tiers,

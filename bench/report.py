@@ -143,7 +143,7 @@ def info_rows(results: dict[str, Any]) -> list[tuple[str, Any]]:
     for name, tier in (get(m, "million", "tiers") or {}).items():
         built = tier.get("index") or {}
         rows.append((
-            f"{name}: chunks, build s, disk MB, HNSW recall@10",
+            f"{name}: chunks, build s, disk MB, HNSW recall@10 (own vectors)",
             f"{built.get('chunks', '-')}, {built.get('build_s', '-')}, {tier.get('disk_mb')}, "
             f"{get(tier, 'hnsw', 'recall_at_10')}",
         ))  # fmt: skip
@@ -155,6 +155,13 @@ def info_rows(results: dict[str, Any]) -> list[tuple[str, Any]]:
             f"{get(tier, 'server', 'ask_1_client_warm', 'p50_ms')}, "
             f"{get(tier, 'server', 'ask_8_clients', 'requests_per_s')}",
         ))  # fmt: skip
+        sweep = tier.get("hnsw_stand_in") or {}
+        if any(k.startswith("ef_") for k in sweep):
+            rows.append((
+                f"{name}: HNSW recall@10 (query p50 ms) on the stand-in, by ef_search",
+                ", ".join(f"{k[3:]}: {v['recall_at_10']} ({v['query_p50_ms']})"
+                          for k, v in sweep.items() if k.startswith("ef_")),
+            ))  # fmt: skip
         if get(tier, "chroma_run") is not None:
             rows.append((
                 f"{name}, chroma run + 2 workers: ready s, RSS rag/chroma MB, ask p50 warm ms, "

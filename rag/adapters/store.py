@@ -127,7 +127,10 @@ class ChromaStore:
                     "build it with `rag ingest` (or `make run`, which ingests data/corpus)",
                 )
             self._collection = self._client.create_collection(
-                name, metadata=self.expected.as_metadata(), embedding_function=None
+                name,
+                metadata=self.expected.as_metadata(),
+                configuration={"hnsw": {"ef_search": self.settings.hnsw_ef_search}},
+                embedding_function=None,
             )
             return
         collection = self._client.get_collection(name, embedding_function=None)
@@ -143,6 +146,19 @@ class ChromaStore:
                 "RAG_CHUNK_SIZE / RAG_CHUNK_OVERLAP back to what the index was built with",
             )
         self._collection = collection
+        self._search_with_ef(collection)
+
+    def _search_with_ef(self, collection: Any) -> None:
+        """Give an existing collection the configured ef_search (one built before the
+        setting, or with another value); it takes effect before the graph is first loaded."""
+        wanted = self.settings.hnsw_ef_search
+        try:
+            have = (collection.configuration or {}).get("hnsw", {}).get("ef_search")
+            if have is not None and have != wanted:
+                collection.modify(configuration={"hnsw": {"ef_search": wanted}})
+                log.info("%s: HNSW ef_search %s -> %s", self.where, have, wanted)
+        except Exception as exc:  # a Chroma without collection configuration: its default
+            log.warning("could not set HNSW ef_search on %s: %s", self.where, exc)
 
     def drop(self) -> None:
         """Delete the whole collection (for --rebuild)."""

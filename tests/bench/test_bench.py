@@ -100,6 +100,11 @@ def test_bench_tiny_writes_well_formed_results(tmp_path: Path) -> None:
         assert scaled["chroma_rss_mb"]["VmRSS"] > 0
         _latency(tier["search"]["all"])
         assert 0 <= tier["hnsw"]["recall_at_10"] <= 1 and tier["hnsw"]["questions"] > 0
+        assert 0 <= tier["hnsw"]["finds_itself_first"] <= 1
+        sweep = tier["hnsw_stand_in"]  # a Gaussian fitted to the real vectors the run cached
+        assert sweep["vectors"] == tier["hnsw"]["vectors"] and sweep["real_vectors_fitted"] > 1
+        for ef in (100, 200, 400, 800):
+            assert 0 <= sweep[f"ef_{ef}"]["recall_at_10"] <= 1
     svg = (tmp_path / "cost-curve.svg").read_text()
     assert svg.count("<polyline") == 3 and svg.count("<circle") == 9
     assert results["meta"]["cpu"]["logical_cpus"] == os.cpu_count()
