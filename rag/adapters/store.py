@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+SPACE = "cosine"  # scores are 1 - distance: cosine similarity
+
+
 @dataclass(frozen=True)
 class IndexInfo:
     """What an index was built with; a mismatch means its vectors are not comparable."""
@@ -28,7 +31,7 @@ class IndexInfo:
 
     def as_metadata(self) -> dict[str, Any]:
         return {
-            "hnsw:space": "cosine",
+            "hnsw:space": SPACE,
             "embedding_model": self.embedding_model,
             "embedding_dim": self.embedding_dim,
             "chunker": self.chunker,
@@ -92,6 +95,14 @@ def release_clients() -> None:
         log.warning("could not close Chroma's clients: %s", exc)
 
 
+def _space(collection: Any) -> str | None:
+    """The distance a collection's HNSW index measures (None: this Chroma does not say)."""
+    try:
+        return (collection.configuration or {}).get("hnsw", {}).get("space")
+    except Exception:
+        return None
+
+
 class ChromaStore:
     """One collection of chunks with their line anchors as metadata."""
 
@@ -129,13 +140,23 @@ class ChromaStore:
             self._collection = self._client.create_collection(
                 name,
                 metadata=self.expected.as_metadata(),
-                configuration={"hnsw": {"ef_search": self.settings.hnsw_ef_search}},
+                # the space again: a configuration given without it makes Chroma use l2
+                configuration={
+                    "hnsw": {"space": SPACE, "ef_search": self.settings.hnsw_ef_search}
+                },
                 embedding_function=None,
             )
             return
         collection = self._client.get_collection(name, embedding_function=None)
         meta = collection.metadata or {}
         built = (meta.get("embedding_model"), meta.get("embedding_dim"), meta.get("chunker"))
+        space = _space(collection)
+        if space not in (None, SPACE):
+            raise IndexMismatchError(
+                f"the index at {self.where} measures {space} distance, not {SPACE}: its "
+                "scores would not be similarities",
+                "rebuild it with `rag ingest --rebuild`",
+            )
         wanted = (self.expected.embedding_model, self.expected.embedding_dim, self.expected.chunker)
         if built != wanted:
             raise IndexMismatchError(
