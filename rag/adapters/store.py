@@ -98,9 +98,10 @@ def release_clients() -> None:
 def _space(collection: Any) -> str | None:
     """The distance a collection's HNSW index measures (None: this Chroma does not say)."""
     try:
-        return (collection.configuration or {}).get("hnsw", {}).get("space")
+        space = (collection.configuration or {}).get("hnsw", {}).get("space")
     except Exception:
         return None
+    return None if space is None else str(space)
 
 
 class ChromaStore:
