@@ -7,7 +7,8 @@ Two kinds of vectors are measured, because the tiers' own are a poor stand-in he
   isotropic noise (bench/vectors.py), hundreds of copies around each of ~2,300 anchors.  That
   star shape is HNSW's worst case: each copy's nearest neighbour is its anchor, the graph
   keeps few links among the copies, and most copies cannot be reached at all (a copy asked
-  for with its own vector comes back first for 100% of 10k chunks, 87% of 100k, 19% of 1M).
+  for with its own vector comes back first for 98% of 10k chunks, 89% of 100k, 22% of 1M,
+  at ef_search 400: results.json's million section).
 - **a stand-in with the real embeddings' geometry** (``ef_sweep``): as many vectors as the
   tier, drawn from a Gaussian fitted to the cached real embeddings (their mean and
   covariance), in a throwaway collection built with Chroma's defaults; recall@10 and query

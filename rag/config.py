@@ -32,9 +32,9 @@ BACKENDS: tuple[str, ...] = ("auto", "ollama", "llamacpp", "extractive")
 PACKAGED_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_OLLAMA_PORT = 11434
 # Chroma's default ef_search is 100. Recall@10 against exact search, on 1M vectors of a Gaussian
-# fitted to real MiniLM embeddings (a hard case; bench/hnsw.py), 2 cores, 2026-12-05: ef 100
-# 0.33 (3.1 ms a query), 200 0.46 (4.2), 400 0.63 (5.9), 800 0.73 (8.9); at 100k 0.66, 0.78,
-# 0.89, 0.95. 400: most of the recall for ~3 ms of a ~35 ms search.
+# fitted to real MiniLM embeddings (a hard case; bench/hnsw.py, results.json's million section,
+# 2 cores): ef 100 0.36 (3.1 ms a query), 200 0.46 (4.0), 400 0.62 (5.8), 800 0.74 (8.7); at
+# 100k 0.62, 0.77, 0.89, 0.94. 400: most of the recall for ~3 ms of a ~38 ms search.
 HNSW_EF_SEARCH = 400
 
 
