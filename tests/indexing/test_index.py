@@ -48,6 +48,16 @@ WRITES = [
 ]
 
 
+def _indexed_copy(base: Path, work: Path, embedder: Embedder) -> tuple[Path, Path]:
+    """``base`` copied to ``work/corpus`` and indexed in ``work``: (work, corpus)."""
+    corpus = work / "corpus"
+    shutil.copytree(base, corpus)
+    seed = make_runtime(work, embedder, corpus=corpus)
+    seed.ingest_service().ingest()
+    seed.manifest.close()
+    return work, corpus
+
+
 def _arm(runtime: Any, crash_at: int) -> list[str]:
     """Make the ``crash_at``-th write (counting every write method above) raise Crash."""
     seen: list[str] = []
@@ -88,12 +98,7 @@ def test_a_crash_at_every_write_leaves_a_recoverable_index(
     points, crashed = 0, 0
     while True:
         points += 1
-        work = tmp_path / f"run{points}"
-        corpus = work / "corpus"
-        shutil.copytree(base, corpus)
-        seed = make_runtime(work, embedder, corpus=corpus)
-        seed.ingest_service().ingest()
-        seed.manifest.close()
+        work, corpus = _indexed_copy(base, tmp_path / f"run{points}", embedder)
         edited = corpus / files[0].name
         edited.write_text("A new first line.\n" + edited.read_text())
         (corpus / files[1].name).unlink()
@@ -148,12 +153,7 @@ def test_a_crash_while_deleting_a_document_leaves_no_chunk_behind_its_next_versi
     base = _small_corpus(tmp_path)
     name = sorted(base.glob("*.txt"))[0].name
     for points in (1, 2, 3, 4):
-        work = tmp_path / f"run{points}"
-        corpus = work / "corpus"
-        shutil.copytree(base, corpus)
-        seed = make_runtime(work, embedder, corpus=corpus)
-        seed.ingest_service().ingest()
-        seed.manifest.close()
+        work, corpus = _indexed_copy(base, tmp_path / f"run{points}", embedder)
         runtime = make_runtime(work, embedder, corpus=corpus)
         seen = _arm(runtime, points)
         try:
