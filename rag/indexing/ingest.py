@@ -18,7 +18,7 @@ Every write holds the index's writer lock (``lock``, see :mod:`rag.adapters.lock
 
 Longer than ~400 lines on purpose: ``IngestService`` is one ordered flow (read, chunk, embed,
 mark pending, write, mark complete, prune, switch generations) whose order is what makes it
-crash-safe; recovery, the manifest and the stores of each generation are elsewhere already.
+crash-safe; recovery, staleness, the manifest and the stores of each generation are elsewhere.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from rag.adapters.generations import GenerationStores
 from rag.adapters.manifest import FileEntry, Generation, ManifestDB
 from rag.adapters.store import ChromaStore, IndexInfo
 from rag.config import Settings
-from rag.errors import EmptyCorpusError, IndexStateError, ManifestDamagedError, RagError
+from rag.errors import EmptyCorpusError, IndexStateError, RagError
+from rag.indexing import staleness
 from rag.indexing.chunker import Chunker
-from rag.indexing.integrity import damage
 from rag.indexing.loader import Document, Skipped, SourceFile, discover, read
 from rag.indexing.pipeline import OrderedWriter
 from rag.indexing.recovery import Recovery, builds_wanted
@@ -162,66 +162,16 @@ class IngestService:
         """Make the keyword index hold exactly the chunks Chroma holds."""
         self.recovery.reconcile_lexical(gen)
 
-    # -- staleness -------------------------------------------------------------
+    # -- staleness (rag.indexing.staleness) -------------------------------------
     def stale_reason(self) -> str | None:
         """Why the index does not match the corpus folder, or None when it does."""
-        if not self.manifest.exists():
-            return "no index yet"
-        try:
-            active = self.manifest.active()
-        except ManifestDamagedError:
-            return "the manifest is damaged"
-        if active is None:
-            return "an ingest was interrupted" if self.manifest.building() else "no index yet"
-        if not self._builds_wanted(active):
-            return "the index was built with other embedding or chunking settings"
-        if self.manifest.get_meta("dirty") is not None:
-            return "an ingest was interrupted"
-        files = self.manifest.files(active.id)
-        if unfinished := [p for p, e in files.items() if e.status != "complete"]:
-            return f"{len(unfinished)} document(s) not finished, e.g. {unfinished[0]}"
-        if not files:
-            return "the index lists no documents"
-        if found := damage(self.settings, active):  # not opened: `--rebuild` heals it
-            return f"damaged: {'; '.join(found)}"
-        store, lexical = self.stores(active)
-        listed = sum(len(e.chunk_ids) for e in files.values())
-        held = store.count() if store.exists() else 0
-        if held != listed:  # e.g. a new or emptied Chroma server
-            return f"the vector store holds {held} chunks; the manifest lists {listed}"
-        if lexical.count() != listed:
-            return "the keyword index is out of step with the vector index"
-        changes = self.changes(files)
-        return changes[0] if changes else None
+        return staleness.stale_reason(self.settings, self.manifest, self.stores, self.wanted)
 
     def changes(
         self, files: dict[str, FileEntry], limit: int = 1, links: list[Skipped] | None = None
     ) -> list[str]:
-        """How the corpus folder differs from ``files`` (at most ``limit`` reasons); links
-        out of the corpus folder, never read, are added to ``links``."""
-        out: list[str] = []
-        sources = discover([self.settings.corpus_dir], self.settings.corpus_dir, links)
-        current = {s.rel_path: s for s in sources}
-        corpus = self.settings.corpus_dir.resolve()
-        listed = {k for k, v in files.items() if Path(v.abs_path).is_relative_to(corpus)}
-        for gone in sorted(listed - current.keys()):
-            out.append(f"removed from the corpus: {gone}")
-            if len(out) >= limit:
-                return out
-        for rel, source in current.items():
-            entry = files.get(rel)
-            if entry is None:
-                if isinstance(read(source, self._max_bytes), Document):
-                    out.append(f"new document {rel}")
-            else:
-                stat = source.abs_path.stat()
-                if stat.st_size != entry.size or stat.st_mtime != entry.mtime:
-                    doc = read(source, self._max_bytes)
-                    if not isinstance(doc, Document) or doc.sha256 != entry.sha256:
-                        out.append(f"changed document {rel}")
-            if len(out) >= limit:
-                return out
-        return out
+        """How the corpus folder differs from ``files`` (see :func:`staleness.changes`)."""
+        return staleness.changes(self.settings, files, limit, links)
 
     # -- ingest ------------------------------------------------------------------
     def ingest(
