@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from rag.answering.cross_read import CROSS_READ, FEATURES
-from rag.answering.reader.cross import META_FILE
+from rag.answering.cross_read import CROSS_READ, FEATURES, Calibration
+from rag.answering.reader.cross import META_FILE, CrossReader
 from rag.config import Settings
 from rag.evaluation.metrics import auroc
 
@@ -57,9 +57,12 @@ def _rows(data: Path, articles: set[str]) -> list[dict[str, Any]]:
 def _ask_all(
     settings: Settings,
     corpus: Path,
+    model_dir: Path,
     rows: list[tuple[dict[str, Any], str]],
     echo: Callable[[str], None],
 ) -> list[Asked]:
+    """Index ``corpus`` and ask ``rows`` through the whole answer path, the cross reader
+    being the one in ``model_dir`` (the model being calibrated, not the shipped one)."""
     from rag.runtime import Runtime
 
     with tempfile.TemporaryDirectory(prefix="rag-calibrate-") as tmp:
@@ -75,6 +78,8 @@ def _ask_all(
         )
         runtime.ingest_service().ingest()
         service = runtime.answer_service
+        service.cross = CrossReader(model_dir)
+        service.calibration = Calibration.of(service.cross.meta)
         out: list[Asked] = []
         for n, (row, kind) in enumerate(rows, start=1):
             reading = service.read(row["question"], settings.top_k)
@@ -127,8 +132,8 @@ def calibrate(
     echo: Callable[[str], None] = print,
     limit: int | None = None,
 ) -> dict[str, Any]:
-    """``limit``: at most this many questions of each half (and off-corpus), for a quick run."""
-    """Fit and write the calibration into ``model_dir``'s description; returns its metrics."""
+    """Fit and write the calibration into ``model_dir``'s description; returns its metrics.
+    ``limit``: at most this many questions of each half (and off-corpus), for a quick run."""
     halves = [sorted(dev)[0::2], sorted(dev)[1::2]]
     rng = random.Random(seed)
     asked: list[Asked] = []
@@ -147,7 +152,7 @@ def calibrate(
             off = [(r, "off-corpus") for r in rng.sample(other, count)]
             own = own[:limit] if limit else own
             echo(f"  calibration: index of {half}: {len(own):,} questions + {len(off)} off-corpus")
-            asked += _ask_all(settings, corpus, own + off, echo)
+            asked += _ask_all(settings, corpus, model_dir, own + off, echo)
     answerable = [a for a in asked if a.kind == "answerable"]
     reachable = [a for a in answerable if any(a.gold)]
     accuracy = {

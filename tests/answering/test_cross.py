@@ -151,6 +151,9 @@ def test_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     first = train(pairs, tmp_path, config)
     assert (tmp_path / "checkpoint.pt").is_file()
     again = train(pairs, tmp_path, config)
+    # the resumed run's time includes the first run's (the model card reports the sum)
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["seconds"]
+    assert saved > 0 and again.train_seconds >= saved
     for (name, a), b in zip(first.state_dict().items(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     other = train(pairs, tmp_path, TrainConfig(batch=2, epochs=1.0, lr=1e-4))
@@ -173,3 +176,36 @@ def test_scores_do_not_depend_on_the_session_or_the_neighbours(cross: CrossReade
             relevance, _, _ = cross.run(encoded, session)
             assert relevance == together[i].relevance
         assert cross.read(question, [sentence])[0] == together[i]
+
+
+def test_calibration_reads_with_the_model_it_calibrates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer path asked during calibration reads with the newly trained model (in its
+    staging folder), not the shipped one."""
+    from rag.config import Settings
+    from rag.evaluation import cross_calibrate
+
+    model = _copy(tmp_path)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text(
+        "Putin's last visit to North Korea was in July 2000.\nThe sky was blue that day.\n",
+        encoding="utf-8",
+    )
+    seen: list[Path] = []
+
+    class Spy(CrossReader):
+        def __init__(self, folder: Path = CROSS_DIR) -> None:
+            seen.append(folder)
+            super().__init__(folder)
+
+    monkeypatch.setattr(cross_calibrate, "CrossReader", Spy)
+    row = {
+        "question": "When did Putin last visit North Korea?",
+        "evidence": [{"file": "a.txt", "start_line": 1, "end_line": 1}],
+    }
+    settings = Settings(models_dir=Path(__file__).parents[2] / "data" / "models")
+    asked = cross_calibrate._ask_all(settings, corpus, model, [(row, "answerable")], print)
+    assert seen == [model]
+    assert len(asked) == 1 and asked[0].gold[0] and asked[0].label == 1
