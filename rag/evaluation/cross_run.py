@@ -105,7 +105,7 @@ def train_cross(
             last[0], last[1] = now, step
 
     net = train(pairs, work, config, device, progress)
-    trained = time.monotonic() - started
+    trained = float(getattr(net, "train_seconds", time.monotonic() - started))
     staging = Path(tempfile.mkdtemp(prefix=".cross-", dir=out.parent))
     try:
         export_int8(net, staging / MODEL_FILE, work)

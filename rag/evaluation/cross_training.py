@@ -172,7 +172,8 @@ def train(
     progress: Callable[[int, int, float], None] | None = None,
 ) -> Any:
     """Fine-tune on ``pairs``, resuming from ``work/checkpoint.pt`` when it was written for
-    the same data and settings; returns the trained network (on the CPU, in eval mode)."""
+    the same data and settings; returns the trained network (on the CPU, in eval mode), its
+    ``train_seconds`` the time spent training it over every run that made it."""
     import torch
 
     torch.manual_seed(config.seed)
@@ -202,6 +203,7 @@ def train(
     work.mkdir(parents=True, exist_ok=True)
     checkpoint = work / "checkpoint.pt"
     step = 0
+    spent = 0.0  # seconds of training in the runs before this one
     if checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         if state.get("stamp") == stamp:
@@ -209,12 +211,13 @@ def train(
             optimizer.load_state_dict(state["optimizer"])
             schedule.load_state_dict(state["schedule"])
             step = int(state["step"])
+            spent = float(state.get("seconds", 0.0))
             torch.set_rng_state(state["rng"])
             log.warning("resuming the cross reader's training at step %d of %d", step, total)
         else:
             log.warning("a checkpoint for other data or settings was found; starting over")
     net.train()
-    saved = time.monotonic()
+    began = saved = time.monotonic()
     running = 0.0
     while step < total:
         epoch, at = divmod(step, per_epoch)
@@ -244,10 +247,12 @@ def train(
                         "schedule": schedule.state_dict(),
                         "step": step,
                         "rng": torch.get_rng_state(),
+                        "seconds": spent + time.monotonic() - began,
                     },
                 )
                 saved = time.monotonic()
     net.eval()
+    net.train_seconds = spent + time.monotonic() - began
     return net.to("cpu")
 
 
