@@ -24,7 +24,7 @@ from rag.answering.cross_read import Calibration, cross_read
 from rag.answering.reader.cross import CrossReader
 from rag.answering.reader.features import AskedQuestion
 from rag.answering.reader.joint import JointOutput
-from rag.answering.reader.read import REFINE, Reader
+from rag.answering.reader.read import REFINE, Item, Reader
 from rag.answering.retrieval import Retrieved, Retriever
 from rag.answering.sentence_vectors import SentenceVectors
 from rag.config import Settings
@@ -233,22 +233,25 @@ class AnswerService:
         else:
             similarity = self.meaning.own([span.text for _, _, span, _ in raw]) @ vector
         top = max((p.score for p in passages), default=0.0) or 1.0
-        candidates = [
+        items = [
+            Item(span.text, said, round(float(sim), 6), rank, passage.score / top)
+            for (rank, passage, span, said), sim in zip(raw, similarity, strict=True)
+        ]
+        scores, _ = self.reader.first_pass(asked, items)
+        scored = [
             Candidate(
                 passage,
                 span.start_line,
                 span.end_line,
                 span.text,
-                0.0,
-                round(float(sim), 6),
+                float(score),
+                item.cos_context,
                 said,
                 rank,
-                passage.score / top,
+                item.passage_score,
             )
-            for (rank, passage, span, said), sim in zip(raw, similarity, strict=True)
+            for (rank, passage, span, said), item, score in zip(raw, items, scores, strict=True)
         ]
-        scores, _ = self.reader.first_pass(asked, [c.item() for c in candidates])
-        scored = [replace(c, score=float(s)) for c, s in zip(candidates, scores, strict=True)]
         return sorted(scored, key=lambda c: (-c.score, c.passage.chunk.path, c.start_line))
 
     # -- answering -----------------------------------------------------------
