@@ -164,7 +164,7 @@ def write_card(folder: Path) -> None:
         "another paragraph of its article.",
         "",
         "## Training",
-        f"`make train` (`rag train --part cross`), seed {t.get('seed')}: {t.get('epochs')} epoch,",
+        f"`make train` (`rag train --part cross`), seed {t.get('seed')}; {t.get('epochs')} epochs;",
         f"batch {t.get('batch')}, AdamW lr {t.get('lr')} (heads {t.get('head_lr')}), warm-up",
         f"{t.get('warmup')}, linear decay; word embeddings frozen; length-bucketed batches;",
         "checkpoints every 10 minutes (a second run resumes).",

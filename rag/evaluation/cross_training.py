@@ -35,7 +35,7 @@ NEG = -1e4  # logit for positions where the answer cannot start or end
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 13
-    epochs: float = 1.0
+    epochs: float = 2.0
     batch: int = 32
     lr: float = 5e-5
     head_lr: float = 1e-3
