@@ -3,10 +3,10 @@
 The reader's products are small (a question's tokens against a dozen sentences' tokens, a
 question's vector against a pool's sentence vectors): OpenBLAS's worker threads cost more to
 wake than they save, and they spin against the threads that run beside them in a query (the
-keyword search, Chroma, onnxruntime). Measured on 2 cores: the joint reader's products over
-12 candidates take 3x as long with two BLAS threads as with one, and a search over the 100k
-tier ~25% longer (`make bench` reports the search path). The limit is the process's: it
-applies to whatever numpy does afterwards in it.
+keyword search, Chroma, onnxruntime). Measured on 2 cores (f43b8d4): the joint reader's
+products over 12 candidates took 3x as long with two BLAS threads as with one, and a warm
+search over the 100k tier 26.6 ms instead of 20.5 (`make bench` reports the search path).
+The limit is the process's: it applies to whatever numpy does afterwards in it.
 """
 
 from __future__ import annotations
