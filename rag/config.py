@@ -448,6 +448,11 @@ class Settings(BaseSettings):
     def chroma_path(self) -> Path:
         return self.index_dir / "chroma"
 
+    @property
+    def max_file_bytes(self) -> int:
+        """``max_file_mb`` in bytes: the most of one file that is read."""
+        return int(self.max_file_mb * 2**20)
+
     def chroma_headers(self) -> dict[str, str]:
         """Headers every request to the Chroma server carries (the auth token, if any)."""
         return bearer_headers(self.chroma_auth_header, self.chroma_auth_token)

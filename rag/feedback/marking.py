@@ -77,9 +77,8 @@ class FeedbackService:
         """The file's lines as citations number them (its text as ingest extracts it)."""
         from rag.indexing.formats import FormatError, parse
 
-        limit = int(self.settings.max_file_mb * 2**20)
         try:
-            text = parse(file.suffix.lower(), file.read_bytes(), limit).text
+            text = parse(file.suffix.lower(), file.read_bytes(), self.settings.max_file_bytes).text
         except (OSError, FormatError) as exc:
             raise InputError(f"cannot read {file.name}: {exc}") from None
         lines = text.split("\n")

@@ -140,10 +140,6 @@ class IngestService:
         self.lock = lock or nullcontext
         self.recovery = Recovery(settings, manifest, stores, wanted)
 
-    @property
-    def _max_bytes(self) -> int:
-        return int(self.settings.max_file_mb * 2**20)
-
     def _builds_wanted(self, gen: Generation) -> bool:
         return builds_wanted(gen, self.wanted)
 
@@ -365,7 +361,7 @@ class IngestService:
             yield todo
 
     def _read_one(self, source: SourceFile, report: IngestReport) -> Document | None:
-        got = read(source, self._max_bytes)
+        got = read(source, self.settings.max_file_bytes)
         if isinstance(got, Skipped):
             report.skipped.append(got)
             self.progress.warn(f"skipped {got.path}: {got.reason}")

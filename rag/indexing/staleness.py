@@ -57,7 +57,6 @@ def changes(
 ) -> list[str]:
     """How the corpus folder differs from ``files`` (at most ``limit`` reasons); links
     out of the corpus folder, never read, are added to ``links``."""
-    max_bytes = int(settings.max_file_mb * 2**20)
     out: list[str] = []
     sources = discover([settings.corpus_dir], settings.corpus_dir, links)
     current = {s.rel_path: s for s in sources}
@@ -70,12 +69,12 @@ def changes(
     for rel, source in current.items():
         entry = files.get(rel)
         if entry is None:
-            if isinstance(read(source, max_bytes), Document):
+            if isinstance(read(source, settings.max_file_bytes), Document):
                 out.append(f"new document {rel}")
         else:
             stat = source.abs_path.stat()
             if stat.st_size != entry.size or stat.st_mtime != entry.mtime:
-                doc = read(source, max_bytes)
+                doc = read(source, settings.max_file_bytes)
                 if not isinstance(doc, Document) or doc.sha256 != entry.sha256:
                     out.append(f"changed document {rel}")
         if len(out) >= limit:

@@ -204,9 +204,10 @@ class Tools:
         return result
 
     def _lines(self, path: str, start: int, end: int | None) -> DocumentLines:
-        max_bytes = int(self.settings.max_file_mb * 2**20)
         manifest = self.services.documents.manifest()
-        return document_lines(self.services.policy, manifest, path, start, end, 0, max_bytes)
+        return document_lines(
+            self.services.policy, manifest, path, start, end, 0, self.settings.max_file_bytes
+        )
 
     async def read_lines(self, path: Any, start_line: Any = None, end_line: Any = None) -> Lines:
         given = check(LinesRequest, path=path, start_line=start_line, end_line=end_line)

@@ -231,7 +231,7 @@ async def lines(
             start,
             end,
             radius,
-            int(settings.max_file_mb * 2**20),
+            settings.max_file_bytes,
         )
 
     return await in_thread(deadline.at, settings.request_timeout, read)
