@@ -95,13 +95,12 @@ def release_clients() -> None:
         log.warning("could not close Chroma's clients: %s", exc)
 
 
-def _space(collection: Any) -> str | None:
-    """The distance a collection's HNSW index measures (None: this Chroma does not say)."""
+def _hnsw(collection: Any) -> dict[str, Any]:
+    """A collection's HNSW configuration (empty: this Chroma does not say)."""
     try:
-        space = (collection.configuration or {}).get("hnsw", {}).get("space")
+        return dict((collection.configuration or {}).get("hnsw") or {})
     except Exception:
-        return None
-    return None if space is None else str(space)
+        return {}
 
 
 class ChromaStore:
@@ -151,7 +150,8 @@ class ChromaStore:
         collection = self._client.get_collection(name, embedding_function=None)
         meta = collection.metadata or {}
         built = (meta.get("embedding_model"), meta.get("embedding_dim"), meta.get("chunker"))
-        space = _space(collection)
+        hnsw = _hnsw(collection)
+        space = hnsw.get("space")
         if space not in (None, SPACE):
             raise IndexMismatchError(
                 f"the index at {self.where} measures {space} distance, not {SPACE}: its "
@@ -168,14 +168,14 @@ class ChromaStore:
                 "RAG_CHUNK_SIZE / RAG_CHUNK_OVERLAP back to what the index was built with",
             )
         self._collection = collection
-        self._search_with_ef(collection)
+        self._search_with_ef(collection, hnsw.get("ef_search"))
 
-    def _search_with_ef(self, collection: Any) -> None:
-        """Give an existing collection the configured ef_search (one built before the
-        setting, or with another value); it takes effect before the graph is first loaded."""
+    def _search_with_ef(self, collection: Any, have: Any) -> None:
+        """Give an existing collection (its ef_search ``have``) the configured ef_search (one
+        built before the setting, or with another value); it takes effect before the graph is
+        first loaded."""
         wanted = self.settings.hnsw_ef_search
         try:
-            have = (collection.configuration or {}).get("hnsw", {}).get("ef_search")
             if have is not None and have != wanted:
                 collection.modify(configuration={"hnsw": {"ef_search": wanted}})
                 log.info("%s: HNSW ef_search %s -> %s", self.where, have, wanted)
