@@ -14,7 +14,6 @@ import threading
 import time
 from functools import cached_property
 
-from rag.adapters.blas import one_blas_thread
 from rag.adapters.embedder import Embedder
 from rag.adapters.generations import GenerationStores
 from rag.adapters.lexical import LexicalIndex
@@ -198,7 +197,6 @@ class Runtime:
 
     @cached_property
     def answer_service(self) -> AnswerService:
-        one_blas_thread()  # the reader's numpy products are small: see rag/adapters/blas.py
         return AnswerService(
             self.settings, self.query_embedder, self.retriever, self.default_backend
         )

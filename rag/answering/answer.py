@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rag.adapters.blas import one_blas_thread
 from rag.adapters.embedder import Embedder
 from rag.adapters.llm.select import Choice, make_backend
 from rag.answering.candidates import Candidate, Reading, tiered, unit_score
@@ -54,7 +55,11 @@ class AnswerService:
         retriever: Retriever,
         default: Choice,
         prompts_dir: Path = DEFAULT_PROMPTS_DIR,
+        cross: CrossReader | None = None,
     ) -> None:
+        """``cross``: the cross reader to read with (default: the shipped one; calibration
+        passes the model it calibrates)."""
+        one_blas_thread()  # the reader's numpy products are small: see rag/adapters/blas.py
         self.settings = settings
         self.embedder = embedder
         self.retriever = retriever
@@ -65,7 +70,7 @@ class AnswerService:
         self.meaning = SentenceVectors(embedder, retriever.lexical)
         self.reader = Reader(embedder, retriever.lexical)
         self.reader.model  # noqa: B018  (checked now: a bad model file fails at start)
-        self.cross = CrossReader()  # checked now too (its checksums)
+        self.cross = cross or CrossReader()  # checked now too (its checksums)
         self.calibration = Calibration.of(self.cross.meta)
 
     def backend(self, name: str | None) -> Choice:

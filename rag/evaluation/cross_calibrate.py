@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.answering.cross_read import CROSS_READ, FEATURES, Calibration
+from rag.answering.cross_read import CROSS_READ, FEATURES
 from rag.answering.reader.cross import META_FILE, CrossReader
 from rag.config import Settings
 from rag.evaluation.metrics import auroc
@@ -63,6 +63,7 @@ def _ask_all(
 ) -> list[Asked]:
     """Index ``corpus`` and ask ``rows`` through the whole answer path, the cross reader
     being the one in ``model_dir`` (the model being calibrated, not the shipped one)."""
+    from rag.answering.answer import AnswerService
     from rag.runtime import Runtime
 
     with tempfile.TemporaryDirectory(prefix="rag-calibrate-") as tmp:
@@ -77,9 +78,13 @@ def _ask_all(
             )
         )
         runtime.ingest_service().ingest()
-        service = runtime.answer_service
-        service.cross = CrossReader(model_dir)
-        service.calibration = Calibration.of(service.cross.meta)
+        service = AnswerService(
+            runtime.settings,
+            runtime.query_embedder,
+            runtime.retriever,
+            runtime.default_backend,
+            cross=CrossReader(model_dir),
+        )
         out: list[Asked] = []
         for n, (row, kind) in enumerate(rows, start=1):
             reading = service.read(row["question"], settings.top_k)
