@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from rag.adapters.faults import damaged_error, is_damage, is_disk_full
+from rag.adapters.term_scores import TermScores, best
 from rag.models import Chunk
 from rag.text import STOPWORDS
 
@@ -81,6 +82,11 @@ def query_terms(question: str) -> list[str]:
     return list(seen)
 
 
+def _by_rank(row: tuple[object, ...]) -> tuple[float, str]:
+    """Rows (the chunk's columns, then its rank) best first, ties by chunk id."""
+    return (float(row[10]), str(row[0]))  # type: ignore[arg-type]
+
+
 def _like_prefix(prefix: str) -> str:
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped + "%"
@@ -139,6 +145,7 @@ class LexicalIndex:
             self._db.close()
             uri = f"{path.resolve().as_uri()}?immutable=1"
             self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        self._terms = TermScores()  # each query term's bm25 part, by rowid
         self._forget_statistics()
 
     def _add_columns(self) -> None:
@@ -166,7 +173,6 @@ class LexicalIndex:
         ``sentence_vectors`` given: chunk id -> sentences x dimension)."""
         import numpy as np
 
-        self._forget_statistics()
         vector_rows = [
             (cid, int(v.shape[1]), np.asarray(v, dtype=np.float16).tobytes())
             for cid, v in (sentence_vectors or {}).items()
@@ -190,20 +196,21 @@ class LexicalIndex:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            finally:
+                self._forget_statistics()  # after the write, under the lock: no search between
 
     def delete(self, ids: Iterable[str]) -> None:
-        self._forget_statistics()
         with self._lock:
             self._db.execute("BEGIN")
             gone = [(i,) for i in ids]
             self._db.executemany("DELETE FROM chunks WHERE id = ?", gone)
             self._db.executemany("DELETE FROM sentence_vectors WHERE id = ?", gone)
             self._db.execute("COMMIT")
+            self._forget_statistics()  # after the write, under the lock: no search between
 
     def replace_all(self, chunks: Sequence[Chunk]) -> None:
         """Hold exactly ``chunks`` (a rebuild from the vector index), in one transaction.
         Stored sentence vectors of chunks that stay are kept (ids name content)."""
-        self._forget_statistics()
         rows = [_row(c) for c in chunks]
         with self._lock:
             self._db.execute("BEGIN")
@@ -220,14 +227,16 @@ class LexicalIndex:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            finally:
+                self._forget_statistics()  # after the write, under the lock: no search between
 
     def clear(self) -> None:
-        self._forget_statistics()
         with self._lock:
             self._db.execute("BEGIN")
             self._db.execute("DELETE FROM chunks")
             self._db.execute("DELETE FROM sentence_vectors")
             self._db.execute("COMMIT")
+            self._forget_statistics()  # after the write, under the lock: no search between
 
     # -- reads -------------------------------------------------------------
     @_named
@@ -273,6 +282,7 @@ class LexicalIndex:
         self._idf_cache: dict[str, float] = {}
         self._df_cache: dict[str, int] = {}  # query term -> chunks holding it
         self._total: int | None = None  # chunk count for idf()
+        self._terms.clear()
 
     def _df(self, term: str) -> int:
         """How many chunks hold ``term`` (as FTS5 tokenizes it); the caller holds the lock."""
@@ -305,6 +315,20 @@ class LexicalIndex:
             keep.add(term)
             total += df[term]
         return [t for t in terms if t in keep]
+
+    def _term_ranks(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        """Every chunk holding ``term`` and the term's part of its bm25 rank (FTS5's own
+        function over a one-term query); the caller holds the lock."""
+        import numpy as np
+
+        got = self._db.execute(
+            "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ?",
+            (f'"{term}"',),
+        ).fetchall()
+        if not got:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        rowids, ranks = zip(*got, strict=True)
+        return np.asarray(rowids, dtype=np.int64), np.asarray(ranks, dtype=np.float64)
 
     @_named
     def idf(self, terms: Iterable[str]) -> dict[str, float]:
@@ -376,17 +400,19 @@ class LexicalIndex:
         with self._lock:
             rows = None
             if not prefixes:
-                # Faster: FTS5 ranks and cuts inside its own query (a heap of the best, not a
-                # sort of every match joined to its row).  Its order among equal scores is
-                # not by id, so this is kept only when no tie crosses the cut.
+                # Faster: the question's ranking summed from its terms' cached bm25 parts
+                # (rag/adapters/term_scores.py), the best 2k rows read.  Their order among
+                # equal scores is by id only within those, so this is kept only when no tie
+                # crosses the cut.
                 cut = 2 * k
-                rows = self._db.execute(
-                    f"SELECT {columns}, f.rank FROM ("
-                    "SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ? "
-                    "ORDER BY rank LIMIT ?) f JOIN chunks c ON c.rowid = f.rowid "
-                    "ORDER BY f.rank, c.id",
-                    (match, cut),
+                rowids, ranks = best([self._terms.get(t, self._term_ranks) for t in terms], cut)
+                rank_of = dict(zip(rowids.tolist(), ranks.tolist(), strict=True))
+                marks = ",".join("?" * len(rank_of))
+                found = self._db.execute(
+                    f"SELECT {columns}, c.rowid FROM chunks c WHERE c.rowid IN ({marks})",
+                    list(rank_of),
                 ).fetchall()
+                rows = sorted(((*r[:10], rank_of[r[10]]) for r in found), key=_by_rank)
                 tie_at_cut = len(rows) == cut and rows[-1][10] == rows[k - 1][10]
                 rows = None if tie_at_cut else rows[:k]  # a tie crossing it: rank them all
             if rows is None:
