@@ -92,7 +92,7 @@ clean: ## Remove the indexes (embedded and run-server's) and caches (keeps .venv
 	rm -rf data/index data/index-server data/chroma-server data/chroma-server.log data/models .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
 TRAIN_DATA ?= ../shared/benchmarks/squad-train
-train: install ## Re-train the readers (rag/answering/reader/) on SQuAD training articles (TRAIN_DATA); ~1.5 h, resumable
+train: install ## Re-train the readers (rag/answering/reader/) on SQuAD training articles (TRAIN_DATA); ~2.5 h on 2 cores, resumable
 	$(BIN)/rag train --data $(TRAIN_DATA)
 
 # Marked answers exported by `rag feedback export` (eval/feedback.jsonl) are asked too, when there.

@@ -26,6 +26,7 @@ from rag.answering.reader.cross import CrossReader
 from rag.answering.reader.features import AskedQuestion
 from rag.answering.reader.joint import JointOutput
 from rag.answering.reader.read import REFINE, Item, Reader
+from rag.answering.reader.verifier import Verifier, window_around
 from rag.answering.retrieval import Retrieved, Retriever
 from rag.answering.sentence_vectors import SentenceVectors
 from rag.config import Settings
@@ -56,9 +57,10 @@ class AnswerService:
         default: Choice,
         prompts_dir: Path = DEFAULT_PROMPTS_DIR,
         cross: CrossReader | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
-        """``cross``: the cross reader to read with (default: the shipped one; calibration
-        passes the model it calibrates)."""
+        """``cross`` / ``verifier``: the models to read with (default: the shipped ones;
+        calibration passes the models it calibrates)."""
         one_blas_thread()  # the reader's numpy products are small: see rag/adapters/blas.py
         self.settings = settings
         self.embedder = embedder
@@ -71,6 +73,7 @@ class AnswerService:
         self.reader = Reader(embedder, retriever.lexical)
         self.reader.model  # noqa: B018  (checked now: a bad model file fails at start)
         self.cross = cross or CrossReader()  # checked now too (its checksums)
+        self.verifier = verifier or Verifier()
         self.calibration = Calibration.of(self.cross.meta)
 
     def backend(self, name: str | None) -> Choice:
@@ -101,7 +104,7 @@ class AnswerService:
     ) -> Retrieved:
         """The best passages: a pool from hybrid search, re-ranked by the reader (``cross``:
         and its best sentences read by the cross reader, as an answer's are)."""
-        return self.read(question, top_k, paths, merge, cross).found
+        return self.read(question, top_k, paths, merge, cross, verify=False).found
 
     def read(
         self,
@@ -110,6 +113,7 @@ class AnswerService:
         paths: Sequence[str] | None = None,
         merge: bool = True,
         cross: bool = True,
+        verify: bool = True,
     ) -> Reading:
         """Retrieve, and let the reader choose.
 
@@ -119,7 +123,9 @@ class AnswerService:
         rest by their best first-pass sentence.  The best sentence's citation narrows to the
         line that holds the answer (its two best lines when the line chooser is unsure); the
         confidence is the reader's answerability.  Without ``cross`` (a search: passages,
-        no answer) the ranking stops at the second pass: no answerability, no citation.
+        no answer) the ranking stops at the second pass: no answerability, no citation;
+        without ``verify`` (passages only) the verifier is not asked and the confidence is
+        not the calibrated answerability.
         """
         k = top_k or self.settings.top_k
         rerank = self.settings.rerank
@@ -158,7 +164,14 @@ class AnswerService:
                 [rows[i] for i in order],
                 words,
             )
-            crossed = cross_read(self.cross, self.calibration, question, refined, confidence)
+            crossed = cross_read(
+                self.cross,
+                self.calibration,
+                question,
+                refined,
+                confidence,
+                (lambda c: self._verify(question, c)) if verify else None,
+            )
             refined, read, confidence = crossed.candidates, crossed.read, crossed.confidence
             signals = tuple(crossed.row)
             crossing = tuple(
@@ -193,6 +206,12 @@ class AnswerService:
             passages = self.retriever.merge_neighbours(passages)
         found = Retrieved(passages, pool.vector, pool.best_dense)
         return Reading(found, asked, refined + rest, confidence, signals, crossing)
+
+    def _verify(self, question: str, candidate: Candidate) -> float:
+        """The verifier's logit for ``candidate`` with the sentences around it in its chunk."""
+        spans = [span for span, _ in self.meaning.sentences(candidate.passage.chunk)]
+        text = window_around(spans, candidate.start_line, candidate.text)
+        return self.verifier.score(question, text)
 
     def _question_vector(self, question: str) -> np.ndarray:
         vector: np.ndarray = self.reader.states([question])[0].vector

@@ -2,12 +2,14 @@
 question with each of the best candidate sentences, re-orders them, finds the short answer
 in the best one and the lines that hold it, and gives the answerability that decides
 abstention (its calibration, fitted on held-out training articles, is in the model's
-description; without one the first reader's confidence stands)."""
+description; without one the first reader's confidence stands).  The answerability reads
+the verifier's logit for the chosen sentence in its context
+(:mod:`rag.answering.reader.verifier`) beside the cross reader's outputs."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -16,7 +18,13 @@ from rag.answering.reader.cross import CrossOutput, CrossReader
 from rag.spans import chunk_lines
 
 CROSS_READ = 8  # best candidates of the second pass read by the cross reader
-FEATURES = ("first_reader_logit", "best_relevance", "relevance_margin", "best_span_score")
+FEATURES = (
+    "first_reader_logit",
+    "best_relevance",
+    "relevance_margin",
+    "best_span_score",
+    "verifier_logit",
+)
 
 
 @dataclass(frozen=True)
@@ -52,14 +60,17 @@ def logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
-def feature_row(first_confidence: float, outs: Sequence[CrossOutput]) -> list[float]:
+def feature_row(
+    first_confidence: float, outs: Sequence[CrossOutput], verified: float
+) -> list[float]:
     """The answerability features: the first reader's confidence (as a logit), the best
-    relevance, its margin over the second best, and the best sentence's span score."""
+    relevance, its margin over the second best, the best sentence's span score, and the
+    verifier's logit for the chosen sentence."""
     ranked = sorted(outs, key=lambda o: -o.relevance)
     best = ranked[0]
     margin = best.relevance - ranked[1].relevance if len(ranked) > 1 else 0.0
     span = best.span_score if math.isfinite(best.span_score) else 0.0
-    return [logit(first_confidence), best.relevance, margin, span]
+    return [logit(first_confidence), best.relevance, margin, span, verified]
 
 
 def span_lines(text: str, lines: Sequence[str], span: tuple[int, int]) -> tuple[int, int] | None:
@@ -96,9 +107,12 @@ def cross_read(
     question: str,
     refined: list[Candidate],
     first_confidence: float,
+    verify: Callable[[Candidate], float] | None = None,
 ) -> CrossReading:
     """Read the best ``CROSS_READ`` of ``refined`` (best first by the second pass); the
-    best of them gets its short answer and its citation narrowed to the answer's lines."""
+    best of them gets its short answer and its citation narrowed to the answer's lines.
+    ``verify``: the verifier's logit for a candidate; without it (a search, where no answer
+    is given) the answerability is not computed and the first reader's confidence stands."""
     head = refined[:CROSS_READ]
     outs = reader.read(question, [c.text for c in head])
     weight = calibration.rank_weight if calibration else 0.0
@@ -123,7 +137,9 @@ def cross_read(
                 cite_start=best.start_line + where[0],
                 cite_end=best.start_line + where[1],
             )
-    row = feature_row(first_confidence, outs)
-    confidence = calibration.confidence(row) if calibration else first_confidence
+    row = feature_row(first_confidence, outs, verify(best) if verify else 0.0)
+    confidence = (
+        calibration.confidence(row) if calibration and verify is not None else first_confidence
+    )
     firsts = [head[i].score for i in order]
     return CrossReading(chosen + refined[CROSS_READ:], len(head), confidence, outputs, firsts, row)

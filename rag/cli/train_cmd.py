@@ -27,7 +27,8 @@ def train_command(
         str,
         typer.Option(
             help="all | first (the numpy reader, ~20 min) | cross (the fine-tuned cross "
-            "reader, ~1 h on 2 cores; resumes from its last checkpoint)"
+            "reader, ~1 h on 2 cores; resumes from its last checkpoint) | verifier (from the "
+            "cross reader's checkpoint, ~40 min; re-calibrates the answerability)"
         ),
     ] = "all",
     device: Annotated[
@@ -51,8 +52,8 @@ def train_command(
         raise InputError(
             f"{data} is the test benchmark", "train on ../shared/benchmarks/squad-train"
         )
-    if part not in ("all", "first", "cross"):
-        raise InputError(f"unknown --part {part!r}", "choose all, first or cross")
+    if part not in ("all", "first", "cross", "verifier"):
+        raise InputError(f"unknown --part {part!r}", "choose all, first, cross or verifier")
     settings = load_settings()
 
     def echo(line: str) -> None:
@@ -70,4 +71,26 @@ def train_command(
         work = settings.models_dir / "cross-train"
         echo(f"cross reader: checkpoints in {work} (an interrupted run resumes from there)")
         result = train_cross(data, target, work, settings, device, echo)
+        typer.echo(json.dumps(result, indent=2))
+    if part in ("all", "verifier"):
+        import shutil
+
+        from rag.answering.reader.cross import CROSS_DIR
+        from rag.answering.reader.verifier import VERIFIER_DIR
+        from rag.evaluation.verifier_run import train_verifier
+
+        start = settings.models_dir / "cross-train" / "checkpoint.pt"
+        if not start.is_file():
+            raise InputError(
+                f"the verifier starts from the cross reader's training checkpoint: {start} "
+                "is missing",
+                "run `rag train --part cross` first (it resumes or re-trains the cross reader)",
+            )
+        cross = (out / CROSS_DIR.name) if out else CROSS_DIR
+        if not cross.is_dir():  # --out without a cross reader there: calibrate a copy
+            cross.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(CROSS_DIR, cross)
+        target = (out / VERIFIER_DIR.name) if out else VERIFIER_DIR
+        work = settings.models_dir / "verifier-train"
+        result = train_verifier(data, target, cross, work, start, settings, device, echo)
         typer.echo(json.dumps(result, indent=2))

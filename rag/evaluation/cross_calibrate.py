@@ -26,6 +26,7 @@ import numpy as np
 
 from rag.answering.cross_read import CROSS_READ, FEATURES
 from rag.answering.reader.cross import META_FILE, CrossReader
+from rag.answering.reader.verifier import VERIFIER_DIR, Verifier
 from rag.config import Settings
 from rag.evaluation.metrics import auroc
 
@@ -60,9 +61,11 @@ def _ask_all(
     model_dir: Path,
     rows: list[tuple[dict[str, Any], str]],
     echo: Callable[[str], None],
+    verifier_dir: Path = VERIFIER_DIR,
 ) -> list[Asked]:
     """Index ``corpus`` and ask ``rows`` through the whole answer path, the cross reader
-    being the one in ``model_dir`` (the model being calibrated, not the shipped one)."""
+    being the one in ``model_dir`` (the model being calibrated, not the shipped one) and the
+    verifier the one in ``verifier_dir``."""
     from rag.answering.answer import AnswerService
     from rag.runtime import Runtime
 
@@ -84,6 +87,7 @@ def _ask_all(
             runtime.retriever,
             runtime.default_backend,
             cross=CrossReader(model_dir),
+            verifier=Verifier(verifier_dir),
         )
         out: list[Asked] = []
         for n, (row, kind) in enumerate(rows, start=1):
@@ -136,9 +140,11 @@ def calibrate(
     seed: int,
     echo: Callable[[str], None] = print,
     limit: int | None = None,
+    verifier_dir: Path = VERIFIER_DIR,
 ) -> dict[str, Any]:
     """Fit and write the calibration into ``model_dir``'s description; returns its metrics.
-    ``limit``: at most this many questions of each half (and off-corpus), for a quick run."""
+    ``limit``: at most this many questions of each half (and off-corpus), for a quick run;
+    ``verifier_dir``: the verifier to read with (the shipped one unless given)."""
     halves = [sorted(dev)[0::2], sorted(dev)[1::2]]
     rng = random.Random(seed)
     asked: list[Asked] = []
@@ -157,7 +163,7 @@ def calibrate(
             off = [(r, "off-corpus") for r in rng.sample(other, count)]
             own = own[:limit] if limit else own
             echo(f"  calibration: index of {half}: {len(own):,} questions + {len(off)} off-corpus")
-            asked += _ask_all(settings, corpus, model_dir, own + off, echo)
+            asked += _ask_all(settings, corpus, model_dir, own + off, echo, verifier_dir)
     answerable = [a for a in asked if a.kind == "answerable"]
     reachable = [a for a in answerable if any(a.gold)]
     accuracy = {

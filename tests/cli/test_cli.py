@@ -190,3 +190,22 @@ def test_model_cache_is_per_user_not_in_the_current_folder(
     assert shown.returncode == 0, shown.stderr
     assert str(tmp_path / "cache" / "rag" / "models") in shown.stdout
     assert not (elsewhere / "data").exists()
+
+
+def test_training_the_verifier_without_the_cross_readers_checkpoint_says_what_to_run(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The verifier starts from the cross reader's training checkpoint; without one the
+    command names it and the command that makes it (no traceback, nothing written)."""
+    env = {**cli_env, "RAG_MODELS_DIR": str(tmp_path / "models")}
+    out = tmp_path / "out"
+    data = Path(__file__).parents[2].parent / "shared" / "benchmarks" / "squad-train"
+    if not (data / "golden.jsonl").is_file():
+        pytest.skip("../shared/benchmarks/squad-train is not here")
+    done = rag("train", "--part", "verifier", "--data", str(data), "--out", str(out), env=env)
+    assert done.returncode != 0
+    assert "checkpoint.pt" in done.stderr and "rag train --part cross" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (out / "verifier").exists()
+    done = rag("train", "--part", "bogus", env=env)
+    assert done.returncode != 0 and "choose all, first, cross or verifier" in done.stderr

@@ -46,17 +46,18 @@ class Encoded:
     offsets: np.ndarray  # (tokens, 2) character range in the sentence of each token
 
 
-def tokenizer_for(data: str) -> Any:
+def tokenizer_for(data: str, max_tokens: int = MAX_TOKENS) -> Any:
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_str(data)
-    tokenizer.enable_truncation(max_length=MAX_TOKENS, strategy="longest_first")
+    tokenizer.enable_truncation(max_length=max_tokens, strategy="longest_first")
     tokenizer.no_padding()
     return tokenizer
 
 
 def encode_pair(tokenizer: Any, question: str, sentence: str) -> Encoded:
-    """The pair's tokens: [CLS] question [SEP] sentence [SEP], cut to MAX_TOKENS."""
+    """The pair's tokens: [CLS] question [SEP] sentence [SEP], cut to the tokenizer's
+    length (MAX_TOKENS for the cross reader)."""
     e = tokenizer.encode(question, sentence)
     types = np.asarray(e.type_ids, dtype=np.int64)
     special = np.asarray(e.special_tokens_mask, dtype=bool)
@@ -100,10 +101,14 @@ def sha256(path: Path) -> str:
 
 
 class CrossReader:
-    """The int8 network and its tokenizer; :meth:`read` scores sentences for a question."""
+    """The int8 network and its tokenizer; :meth:`read` scores sentences for a question.
+    ``model_file`` / ``meta_file``: another network of this shape and format (the verifier,
+    :mod:`rag.answering.reader.verifier`); its description may set ``max_tokens``."""
 
-    def __init__(self, folder: Path = CROSS_DIR) -> None:
-        meta_path = folder / META_FILE
+    def __init__(
+        self, folder: Path = CROSS_DIR, model_file: str = MODEL_FILE, meta_file: str = META_FILE
+    ) -> None:
+        meta_path = folder / meta_file
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -116,18 +121,21 @@ class CrossReader:
                 f"{meta.get('format') if isinstance(meta, dict) else None!r})",
                 HINT,
             )
-        for name in (MODEL_FILE, TOKENIZER_FILE):
+        for name in (model_file, TOKENIZER_FILE):
             path = folder / name
             if not path.is_file():
                 raise ReaderModelError(f"the cross reader is missing: {path}", HINT)
             if sha256(path) != meta.get("sha256", {}).get(name):
                 raise ReaderModelError(
-                    f"{path} does not match its checksum in {META_FILE} (damaged or replaced)",
+                    f"{path} does not match its checksum in {meta_file} (damaged or replaced)",
                     HINT,
                 )
         self.meta = meta
-        self.tokenizer = tokenizer_for((folder / TOKENIZER_FILE).read_text(encoding="utf-8"))
-        self._path = str(folder / MODEL_FILE)
+        self.tokenizer = tokenizer_for(
+            (folder / TOKENIZER_FILE).read_text(encoding="utf-8"),
+            int(meta.get("max_tokens", MAX_TOKENS)),
+        )
+        self._path = str(folder / model_file)
         self._sessions: list[Any] = []
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
