@@ -68,6 +68,7 @@ def test_the_verifier_reads_its_own_length(verifier: Verifier) -> None:
     long = " ".join(["The river flows north through the valley."] * 40)
     encoded = verifier.reader.tokenizer.encode("Where does it flow?", long)
     assert len(encoded.ids) == verifier.meta["max_tokens"] > 128
+    assert len(verifier.reader.sessions) == 1  # one window per answer: one copy of the weights
 
 
 def test_the_answer_path_verifies_the_chosen_sentence_in_its_context(

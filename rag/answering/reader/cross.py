@@ -106,7 +106,11 @@ class CrossReader:
     :mod:`rag.answering.reader.verifier`); its description may set ``max_tokens``."""
 
     def __init__(
-        self, folder: Path = CROSS_DIR, model_file: str = MODEL_FILE, meta_file: str = META_FILE
+        self,
+        folder: Path = CROSS_DIR,
+        model_file: str = MODEL_FILE,
+        meta_file: str = META_FILE,
+        max_sessions: int = 2,
     ) -> None:
         meta_path = folder / meta_file
         try:
@@ -136,6 +140,7 @@ class CrossReader:
             int(meta.get("max_tokens", MAX_TOKENS)),
         )
         self._path = str(folder / model_file)
+        self._max_sessions = max_sessions
         self._sessions: list[Any] = []
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -152,11 +157,12 @@ class CrossReader:
 
     @property
     def sessions(self) -> list[Any]:
-        """One one-thread session per core (at most two), made on first use: a question's
-        pairs run on them side by side; a pair's scores do not depend on which one runs it."""
+        """One one-thread session per core (at most ``max_sessions``), made on first use: a
+        question's pairs run on them side by side; a pair's scores do not depend on which one
+        runs it."""
         with self._lock:
             if not self._sessions:
-                count = max(1, min(2, os.cpu_count() or 1))
+                count = max(1, min(self._max_sessions, os.cpu_count() or 1))
                 self._sessions = [self._new_session() for _ in range(count)]
                 if count > 1:
                     self._pool = ThreadPoolExecutor(count, thread_name_prefix="rag-cross")

@@ -43,7 +43,8 @@ class Verifier:
     """The int8 verifier; :meth:`score` is its answerability logit for one window."""
 
     def __init__(self, folder: Path = VERIFIER_DIR) -> None:
-        self.reader = CrossReader(folder, MODEL_FILE, META_FILE)
+        # one pair per answer: one session (each holds its own copy of the weights)
+        self.reader = CrossReader(folder, MODEL_FILE, META_FILE, max_sessions=1)
         self.meta = self.reader.meta
 
     def score(self, question: str, text: str) -> float:
