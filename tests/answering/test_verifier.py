@@ -92,3 +92,20 @@ def test_the_answer_path_verifies_the_chosen_sentence_in_its_context(
     assert reading.signals[-1] == real("When did Putin last visit North Korea?", seen[0])
     service.retrieve("When did Putin last visit North Korea?")
     assert len(seen) == 1
+
+
+def test_the_verifiers_two_threads_give_its_one_thread_scores(verifier: Verifier) -> None:
+    """Calibrated on one thread, run on two: the same logits, to the bit."""
+    from rag.answering.reader.cross import CrossReader
+
+    one = CrossReader(VERIFIER_DIR, MODEL_FILE, META_FILE, max_sessions=1, threads=1)
+    two = CrossReader(VERIFIER_DIR, MODEL_FILE, META_FILE, max_sessions=1, threads=2)
+    question = "Which country does Putin visit after North Korea?"
+    windows = [
+        "Putin arrived in North Korea on Wednesday. After North Korea, Putin is scheduled to "
+        "visit Vietnam to discuss trade. He was greeted by Kim Jong Un.",
+        "Putin's last visit to North Korea was in July 2000.",
+        " ".join(["The Rhine flows from the Swiss Alps to the North Sea."] * 12),
+    ]
+    for text in windows:
+        assert one.read(question, [text])[0].relevance == two.read(question, [text])[0].relevance

@@ -111,6 +111,7 @@ class CrossReader:
         model_file: str = MODEL_FILE,
         meta_file: str = META_FILE,
         max_sessions: int = 2,
+        threads: int = 1,
     ) -> None:
         meta_path = folder / meta_file
         try:
@@ -141,6 +142,7 @@ class CrossReader:
         )
         self._path = str(folder / model_file)
         self._max_sessions = max_sessions
+        self._threads = threads
         self._sessions: list[Any] = []
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -151,7 +153,7 @@ class CrossReader:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        options.intra_op_num_threads = 1
+        options.intra_op_num_threads = self._threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(self._path, options, providers=["CPUExecutionProvider"])
 
