@@ -8,7 +8,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -24,7 +23,14 @@ from rag.answering.reader.cross import (
 from rag.config import Settings
 from rag.evaluation.cross_calibrate import calibrate
 from rag.evaluation.cross_data import Question, dev_articles, load_questions, make_pairs
-from rag.evaluation.cross_training import TrainConfig, base_model_dir, describe, export_int8, train
+from rag.evaluation.cross_training import (
+    TrainConfig,
+    base_model_dir,
+    describe,
+    export_int8,
+    progress_echo,
+    train,
+)
 from rag.evaluation.metrics import auroc, exact_match, token_f1
 
 
@@ -90,20 +96,7 @@ def train_cross(
         f"{len({q.paragraph.article for q in fit})} articles; development: {len(held):,} "
         f"questions of {sorted(dev)}"
     )
-    last = [time.monotonic(), 0]
-
-    def progress(step: int, total: int, loss: float) -> None:
-        now = time.monotonic()
-        if now - last[0] >= 30 or step == total:
-            rate = (step - last[1]) / max(now - last[0], 1e-9)
-            eta = (total - step) / max(rate, 1e-9)
-            echo(
-                f"  step {step:,}/{total:,}  loss {loss:.3f}  {rate * config.batch:.1f} pairs/s"
-                f"  about {eta / 60:.0f} min left"
-            )
-            last[0], last[1] = now, step
-
-    net = train(pairs, work, config, device, progress)
+    net = train(pairs, work, config, device, progress_echo(echo, config.batch))
     trained = float(net.train_seconds)
     staging = Path(tempfile.mkdtemp(prefix=".cross-", dir=out.parent))
     try:

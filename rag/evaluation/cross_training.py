@@ -156,6 +156,24 @@ def loss_of(net: Any, batch: dict[str, Any], config: TrainConfig) -> Any:
     return loss if isinstance(loss, torch.Tensor) else torch.tensor(loss)
 
 
+def progress_echo(echo: Callable[[str], None], batch: int) -> Callable[[int, int, float], None]:
+    """A training progress callback that prints a line every 30 seconds."""
+    last = [time.monotonic(), 0]
+
+    def progress(step: int, total: int, loss: float) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 30 or step == total:
+            rate = (step - last[1]) / max(now - last[0], 1e-9)
+            eta = (total - step) / max(rate, 1e-9)
+            echo(
+                f"  step {step:,}/{total:,}  loss {loss:.3f}  {rate * batch:.1f} pairs/s"
+                f"  about {eta / 60:.0f} min left"
+            )
+            last[0], last[1] = now, step
+
+    return progress
+
+
 def _save(path: Path, state: dict[str, Any]) -> None:
     import torch
 

@@ -6,9 +6,9 @@ answerability (whose features include the verifier's logit) with it."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -17,35 +17,24 @@ from typing import Any
 import numpy as np
 
 from rag.answering.reader.cross import TOKENIZER_FILE, CrossReader
-from rag.answering.reader.verifier import MAX_TOKENS, MODEL_FILE, Verifier, window
+from rag.answering.reader.verifier import MAX_TOKENS, META_FILE, MODEL_FILE, Verifier, window
 from rag.config import Settings
 from rag.evaluation.cross_calibrate import calibrate
 from rag.evaluation.cross_data import Question, dev_articles, load_questions
 from rag.evaluation.cross_run import commit
 from rag.evaluation.cross_run import write_card as write_cross_card
-from rag.evaluation.cross_training import TrainConfig, base_model_dir, describe, export_int8, train
+from rag.evaluation.cross_training import (
+    TrainConfig,
+    base_model_dir,
+    describe,
+    export_int8,
+    progress_echo,
+    train,
+)
 from rag.evaluation.metrics import auroc
 from rag.evaluation.verifier_data import make_verifier_pairs
 
 CONFIG = TrainConfig(epochs=2.0, lr=3e-5, head_lr=1e-4, span_weight=0.0)
-
-
-def progress_echo(echo: Callable[[str], None], batch: int) -> Callable[[int, int, float], None]:
-    """A training progress callback that prints a line every 30 seconds."""
-    last = [time.monotonic(), 0]
-
-    def progress(step: int, total: int, loss: float) -> None:
-        now = time.monotonic()
-        if now - last[0] >= 30 or step == total:
-            rate = (step - last[1]) / max(now - last[0], 1e-9)
-            eta = (total - step) / max(rate, 1e-9)
-            echo(
-                f"  step {step:,}/{total:,}  loss {loss:.3f}  {rate * batch:.1f} pairs/s"
-                f"  about {eta / 60:.0f} min left"
-            )
-            last[0], last[1] = now, step
-
-    return progress
 
 
 def fit_verifier(
@@ -107,8 +96,6 @@ def train_verifier(
     try:
         export_int8(net, staging / MODEL_FILE, work)
         shutil.copyfile(base_model_dir() / TOKENIZER_FILE, staging / TOKENIZER_FILE)
-        from rag.answering.reader.verifier import META_FILE
-
         extra = {
             "base": "the cross reader's training checkpoint (all-MiniLM-L6-v2 fine-tuned)",
             "training": asdict(CONFIG),
@@ -119,7 +106,7 @@ def train_verifier(
             "train_seconds": round(trained),
         }
         describe(staging, extra, MODEL_FILE, META_FILE)
-        metrics = measure(Verifier(staging), CrossReader(), held)
+        metrics = measure(Verifier(staging), CrossReader(cross_dir), held)
         echo(f"development articles (int8): {metrics}")
         describe(staging, {**extra, "development": metrics}, MODEL_FILE, META_FILE)
         write_card(staging)
@@ -137,10 +124,6 @@ def train_verifier(
 
 def write_card(folder: Path) -> None:
     """MODEL_CARD.md from the verifier's description."""
-    import json
-
-    from rag.answering.reader.verifier import META_FILE
-
     meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
     t = meta.get("training", {})
     size = (folder / MODEL_FILE).stat().st_size / 1e6

@@ -117,7 +117,7 @@ class CrossReader:
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ReaderModelError(f"the cross reader is missing: {meta_path}", HINT) from None
+            raise ReaderModelError(f"a reader model file is missing: {meta_path}", HINT) from None
         except (OSError, ValueError) as exc:
             raise ReaderModelError(f"cannot read {meta_path}: {exc}", HINT) from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -129,7 +129,7 @@ class CrossReader:
         for name in (model_file, TOKENIZER_FILE):
             path = folder / name
             if not path.is_file():
-                raise ReaderModelError(f"the cross reader is missing: {path}", HINT)
+                raise ReaderModelError(f"a reader model file is missing: {path}", HINT)
             if sha256(path) != meta.get("sha256", {}).get(name):
                 raise ReaderModelError(
                     f"{path} does not match its checksum in {meta_file} (damaged or replaced)",
