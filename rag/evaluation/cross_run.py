@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -29,6 +28,7 @@ from rag.evaluation.cross_training import (
     describe,
     export_int8,
     progress_echo,
+    staged,
     train,
 )
 from rag.evaluation.metrics import auroc, exact_match, token_f1
@@ -98,8 +98,7 @@ def train_cross(
     )
     net = train(pairs, work, config, device, progress_echo(echo, config.batch))
     trained = float(net.train_seconds)
-    staging = Path(tempfile.mkdtemp(prefix=".cross-", dir=out.parent))
-    try:
+    with staged(out, ".cross-") as staging:
         export_int8(net, staging / MODEL_FILE, work)
         shutil.copyfile(base_model_dir() / "tokenizer.json", staging / TOKENIZER_FILE)
         extra = {
@@ -117,11 +116,6 @@ def train_cross(
         calibration = calibrate(data, staging, settings, sorted(dev), config.seed, echo)
         echo(f"calibration: {calibration}")
         write_card(staging)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return {"development": metrics, "calibration": calibration}
 
 

@@ -15,8 +15,11 @@ import logging
 import math
 import os
 import random
+import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -172,6 +175,20 @@ def progress_echo(echo: Callable[[str], None], batch: int) -> Callable[[int, int
             last[0], last[1] = now, step
 
     return progress
+
+
+@contextmanager
+def staged(out: Path, prefix: str) -> Iterator[Path]:
+    """A new folder beside ``out`` to write a model into; it replaces ``out`` when the block
+    ends without an error and is removed otherwise (a half-written model is never in place)."""
+    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=out.parent))
+    try:
+        yield staging
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:

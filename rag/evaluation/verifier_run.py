@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -29,6 +28,7 @@ from rag.evaluation.cross_training import (
     describe,
     export_int8,
     progress_echo,
+    staged,
     train,
 )
 from rag.evaluation.metrics import auroc
@@ -92,8 +92,7 @@ def train_verifier(
     ``out``; re-calibrate the answerability in the cross reader at ``cross_dir`` with it."""
     net, count, dev, held = fit_verifier(data, work, start, device, echo)
     trained = float(net.train_seconds)
-    staging = Path(tempfile.mkdtemp(prefix=".verifier-", dir=out.parent))
-    try:
+    with staged(out, ".verifier-") as staging:
         export_int8(net, staging / MODEL_FILE, work)
         shutil.copyfile(base_model_dir() / TOKENIZER_FILE, staging / TOKENIZER_FILE)
         extra = {
@@ -114,11 +113,6 @@ def train_verifier(
         calibration = calibrate(data, cross_dir, settings, dev, CONFIG.seed, echo, None, staging)
         echo(f"calibration: {calibration}")
         write_cross_card(cross_dir)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return {"development": metrics, "calibration": calibration}
 
 

@@ -243,3 +243,20 @@ def test_training_can_start_from_another_runs_weights(tmp_path: Path) -> None:
         assert torch.equal(a, b), name
     fresh = train(pairs, tmp_path / "c", frozen)
     assert not torch.equal(first.relevance.weight, fresh.relevance.weight)
+
+
+def test_a_model_is_written_beside_and_moved_into_place_only_when_whole(tmp_path: Path) -> None:
+    from rag.evaluation.cross_training import staged
+
+    out = tmp_path / "cross"
+    out.mkdir()
+    (out / "old.txt").write_text("old", encoding="utf-8")
+    with pytest.raises(RuntimeError), staged(out, ".cross-") as staging:
+        (staging / "half.txt").write_text("half", encoding="utf-8")
+        raise RuntimeError("calibration failed")
+    assert [p.name for p in tmp_path.iterdir()] == ["cross"]  # no staging folder left
+    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    with staged(out, ".cross-") as staging:
+        (staging / "new.txt").write_text("new", encoding="utf-8")
+    assert [p.name for p in tmp_path.iterdir()] == ["cross"]
+    assert [p.name for p in out.iterdir()] == ["new.txt"]
