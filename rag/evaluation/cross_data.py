@@ -161,7 +161,8 @@ def dev_articles(questions: list[Question], seed: int) -> set[str]:
     return set(random.Random(seed).sample(articles, DEV_ARTICLES))
 
 
-def _holds_answer(text: str, answers: list[str]) -> bool:
+def holds_answer(text: str, answers: list[str]) -> bool:
+    """Does ``text`` hold one of ``answers`` (case aside)?"""
     low = text.lower()
     return any(a.strip() and a.strip().lower() in low for a in answers)
 
@@ -203,7 +204,7 @@ def make_pairs(questions: list[Question], seed: int) -> list[Pair]:
             keep.append((rng.choice(rest[2:]), "paragraph"))
         for i, kind in keep:
             text = sents[i][2]
-            if q.answerable and _holds_answer(text, q.answers):
+            if q.answerable and holds_answer(text, q.answers):
                 continue
             pairs.append(Pair(q.question, text, 0, None, q.paragraph.article, q.qid, kind))
         if q.answerable and answered % OTHER_PARAGRAPH_EVERY == 0:
@@ -215,7 +216,7 @@ def make_pairs(questions: list[Question], seed: int) -> list[Pair]:
             ]
             if others:
                 best = max(others, key=lambda t: (len(asked & words(t)), -len(t)))
-                if not _holds_answer(best, q.answers):
+                if not holds_answer(best, q.answers):
                     pairs.append(
                         Pair(q.question, best, 0, None, q.paragraph.article, q.qid, "article")
                     )

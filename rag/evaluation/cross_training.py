@@ -26,7 +26,17 @@ from typing import Any
 
 import numpy as np
 
-from rag.answering.reader.cross import MAX_TOKENS, Encoded, encode_pair, tokenizer_for
+from rag.answering.reader.cross import (
+    FORMAT,
+    MAX_TOKENS,
+    META_FILE,
+    MODEL_FILE,
+    TOKENIZER_FILE,
+    Encoded,
+    encode_pair,
+    sha256,
+    tokenizer_for,
+)
 from rag.evaluation.cross_data import Pair
 
 log = logging.getLogger(__name__)
@@ -244,8 +254,6 @@ def train(
     )
     stamp: dict[str, Any] = {"config": asdict(config), "pairs": len(pairs), "total": total}
     if start is not None or max_tokens != MAX_TOKENS:
-        from rag.answering.reader.cross import sha256
-
         # the start's content, not its path: a re-trained cross reader re-trains from it
         stamp.update(start=sha256(start) if start else None, max_tokens=max_tokens)
     work.mkdir(parents=True, exist_ok=True)
@@ -334,13 +342,10 @@ def export_int8(net: Any, out: Path, work: Path) -> None:
 
 
 def describe(
-    out_dir: Path, extra: dict[str, Any], model_file: str = "", meta_file: str = ""
+    out_dir: Path, extra: dict[str, Any], model_file: str = MODEL_FILE, meta_file: str = META_FILE
 ) -> None:
     """Write the description (format, checksums, and what ``extra`` holds) beside the model
     (the cross reader's file names unless given)."""
-    from rag.answering.reader.cross import FORMAT, META_FILE, MODEL_FILE, TOKENIZER_FILE, sha256
-
-    model_file, meta_file = model_file or MODEL_FILE, meta_file or META_FILE
     meta = {
         "format": FORMAT,
         "sha256": {n: sha256(out_dir / n) for n in (model_file, TOKENIZER_FILE)},

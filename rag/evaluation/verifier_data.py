@@ -12,7 +12,7 @@ window's middle sentence answers it.
 from __future__ import annotations
 
 from rag.answering.reader.verifier import window
-from rag.evaluation.cross_data import Pair, Question
+from rag.evaluation.cross_data import Pair, Question, holds_answer
 from rag.text import content_words
 
 WRONG_EVERY = 3
@@ -39,11 +39,7 @@ def make_verifier_pairs(questions: list[Question]) -> list[Pair]:
                 far = [
                     i
                     for i in range(len(texts))
-                    if abs(i - q.gold) >= 2
-                    and not any(
-                        a.strip() and a.strip().lower() in window(texts, i).lower()
-                        for a in q.answers
-                    )
+                    if abs(i - q.gold) >= 2 and not holds_answer(window(texts, i), q.answers)
                 ]
                 if far:
                     i = min(far, key=overlap)

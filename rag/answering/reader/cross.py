@@ -159,9 +159,9 @@ class CrossReader:
 
     @property
     def sessions(self) -> list[Any]:
-        """One one-thread session per core (at most ``max_sessions``), made on first use: a
-        question's pairs run on them side by side; a pair's scores do not depend on which one
-        runs it."""
+        """One session per core (at most ``max_sessions``, each on ``threads`` threads), made
+        on first use: a question's pairs run on them side by side; a pair's scores do not
+        depend on which one runs it."""
         with self._lock:
             if not self._sessions:
                 count = max(1, min(self._max_sessions, os.cpu_count() or 1))
