@@ -121,6 +121,14 @@ def test_the_shipped_calibration_is_read() -> None:
     assert calibration.confidence([0.0, -8.0, 0.0, 0.0, -8.0]) < calibration.threshold
 
 
+def test_the_shipped_calibration_was_fitted_reading_as_many_sentences_as_the_answer_path() -> None:
+    """The best relevance and its margin are taken over the sentences the cross reader
+    reads: a calibration fitted with another number reads other features."""
+    from rag.answering.cross_read import CROSS_READ
+
+    assert CrossReader().meta["answerability"]["cross_read"] == CROSS_READ
+
+
 def test_the_answerability_fit_recovers_a_known_logistic() -> None:
     from rag.evaluation.cross_calibrate import fit_logistic
 
