@@ -21,9 +21,9 @@ CROSS_READ = 3  # best candidates of the second pass read by the cross reader.  
 # development articles (the whole answer path, 1,652 answerable questions) the answer sentence
 # was chosen for 0.7845 of them reading 8, 0.7833 reading 6, 0.7821 reading 4 or 5 and 0.7827
 # reading 3 (the answer among the 3: 0.8662; chosen among them: 0.9036); the answerability's
-# AUROC 0.6767 (8) and 0.6786 (3).  Each pair is one model run (~9 ms of a core): 3 instead
-# of 8 take ~45 ms of CPU off every answer.  The calibration is fitted with this number
-# (``cross_read`` in its description; a test holds them equal).
+# AUROC 0.6767 (8) and 0.6786 (3).  Each pair is one model run (~12 ms of a core on a 2-core
+# EPYC): a warm answer took 141 ms of CPU reading 8 and 80 ms reading 3.  The calibration is
+# fitted with this number (``cross_read`` in its description; a test holds them equal).
 FEATURES = (
     "first_reader_logit",
     "best_relevance",
