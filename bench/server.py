@@ -148,7 +148,7 @@ def _ask_rounds(
     summary per round (its requests per second over that round's wall time)."""
     latencies: list[list[float]] = [[] for _ in range(rounds)]
     walls = [0.0] * rounds
-    errors: list[str] = []
+    errors: list[list[str]] = [[] for _ in range(rounds)]
     lock = threading.Lock()
     gates = [threading.Barrier(clients) for _ in range(rounds)]
 
@@ -166,7 +166,7 @@ def _ask_rounds(
                         if got.status_code == 200:
                             latencies[r].append(took)
                         else:
-                            errors.append(f"{got.status_code}: {got.text[:200]}")
+                            errors[r].append(f"{got.status_code}: {got.text[:200]}")
                 with lock:
                     walls[r] = max(walls[r], time.perf_counter() - began)
 
@@ -179,12 +179,12 @@ def _ask_rounds(
         {
             "clients": clients,
             "requests": clients * requests_per_client,
-            "errors": len(errors),
-            "first_error": errors[0] if errors else None,
-            "requests_per_s": round(len(got) / wall, 2) if wall else None,
-            **summary(got),
+            "errors": len(failed),
+            "first_error": failed[0] if failed else None,
+            "requests_per_s": round(len(times) / wall, 2) if wall else None,
+            **summary(times),
         }
-        for got, wall in zip(latencies, walls, strict=True)
+        for times, wall, failed in zip(latencies, walls, errors, strict=True)
     ]
 
 

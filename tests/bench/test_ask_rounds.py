@@ -20,12 +20,14 @@ from bench.server import ask_cold_then_warm, ask_load
 class _Recorder(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as uvicorn speaks
     seen: ClassVar[list[tuple[str, int]]] = []
+    fail_first: ClassVar[bool] = False
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         _Recorder.seen.append((json.loads(body)["question"], self.client_address[1]))
         payload = b'{"answer": "x"}'
-        self.send_response(200)
+        failing = _Recorder.fail_first and len(_Recorder.seen) == 1
+        self.send_response(500 if failing else 200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
@@ -38,6 +40,7 @@ class _Recorder(BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[str]:
     _Recorder.seen = []
+    _Recorder.fail_first = False
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -67,3 +70,10 @@ def test_eight_clients_ask_over_eight_connections(server: str) -> None:
     got = ask_load(server, ["a?", "b?"], 8, 2)
     assert got["n"] == 16 and got["requests"] == 16
     assert len({port for _, port in _Recorder.seen}) == 8
+
+
+def test_an_error_counts_in_its_own_round(server: str) -> None:
+    _Recorder.fail_first = True
+    cold, warm = ask_cold_then_warm(server, ["a?", "b?"])
+    assert (cold["errors"], cold["n"]) == (1, 1) and cold["first_error"].startswith("500")
+    assert (warm["errors"], warm["n"], warm["first_error"]) == (0, 2, None)
