@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from rag.adapters.faults import disk_full_error, free_bytes
 from rag.config import Settings
 from rag.errors import ConfigError, IndexMismatchError, IndexMissingError
 from rag.models import Chunk, Passage
@@ -16,6 +17,11 @@ if TYPE_CHECKING:
     import numpy as np
 
 log = logging.getLogger(__name__)
+
+# Free space a batch needs before Chroma writes it: this many times its text, vectors and
+# metadata (its log, its segment and the HNSW files), and at least MIN_ROOM.
+ROOM_FACTOR = 4
+MIN_ROOM = 1 << 20
 
 
 SPACE = "cosine"  # scores are 1 - distance: cosine similarity
@@ -206,6 +212,18 @@ class ChromaStore:
         return self._collection
 
     # -- writes ----------------------------------------------------------
+    def _check_room(self, part: Sequence[Chunk], dimension: int) -> None:
+        """Refuse to start a batch without room for it: chromadb's Rust bindings can wait
+        forever when the disk fills in the middle of an upsert (a futex wait in
+        ``_upsert``; tests/indexing/test_disk_full.py met it with 150 KiB left, and with 16),
+        where a full disk found before the write is a clear error and nothing half-written."""
+        if self.settings.chroma_url:
+            return  # the server's disk, not ours
+        payload = sum(len(c.text.encode("utf-8")) + 4 * dimension + 512 for c in part)
+        free = free_bytes(self.settings.chroma_path)
+        if free is not None and free < max(MIN_ROOM, ROOM_FACTOR * payload):
+            raise disk_full_error(self.settings.index_dir)
+
     def upsert(
         self,
         chunks: Sequence[Chunk],
@@ -215,6 +233,7 @@ class ChromaStore:
         self._exact = None
         for i in range(0, len(chunks), self.batch_size):
             part = chunks[i : i + self.batch_size]
+            self._check_room(part, int(embeddings.shape[1]))
             self.collection.upsert(
                 ids=[c.id for c in part],
                 embeddings=embeddings[i : i + len(part)],

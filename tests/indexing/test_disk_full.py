@@ -100,3 +100,37 @@ def test_disk_full_is_recognised_in_every_shape(tmp_path: Path) -> None:
     known = translate(wrapped, tmp_path)
     assert isinstance(known, DiskFullError) and str(tmp_path) in known.message
     assert disk_full_error(tmp_path).message.startswith("no space left on ")
+
+
+def test_chroma_is_not_asked_to_write_without_room(small_disk: Path, embedder: Embedder) -> None:
+    """Chroma's Rust bindings can hang when the disk fills inside an upsert: a batch is
+    refused before Chroma sees it when the disk lacks room for it, and nothing is written."""
+    import numpy as np
+
+    from rag.models import Chunk
+
+    corpus = small_disk / "corpus"
+    shutil.copytree(CORPUS, corpus)
+    runtime = make_runtime(small_disk, embedder, corpus, llm_backend="extractive")
+    runtime.ingest_service().ingest()
+    store = runtime.store
+    before = store.collection.count()
+    text = "The harbor by the tower was rebuilt in 1520."
+    chunk = Chunk(
+        id="harbor-1",
+        path="harbor.txt",
+        start_line=1,
+        end_line=1,
+        start_char=0,
+        end_char=len(text),
+        text=text,
+    )
+    vector = np.ones((1, embedder.dimension), dtype=np.float32) / np.sqrt(embedder.dimension)
+    filler = _fill(small_disk, leave_kib=200)  # room for the filler's neighbours, not a batch
+    with pytest.raises(DiskFullError) as raised:
+        store.upsert([chunk], vector)
+    assert raised.value.message.startswith("no space left on tmpfs")
+    assert store.collection.count() == before
+    filler.unlink()
+    store.upsert([chunk], vector)  # with room again, the same batch is written
+    assert store.collection.count() == before + 1
