@@ -126,7 +126,7 @@ def test_chroma_is_not_asked_to_write_without_room(small_disk: Path, embedder: E
         text=text,
     )
     vector = np.ones((1, embedder.dimension), dtype=np.float32) / np.sqrt(embedder.dimension)
-    filler = _fill(small_disk, leave_kib=200)  # room for the filler's neighbours, not a batch
+    filler = _fill(small_disk, leave_kib=200)  # below the 1 MiB a batch needs (store.MIN_ROOM)
     with pytest.raises(DiskFullError) as raised:
         store.upsert([chunk], vector)
     assert raised.value.message.startswith("no space left on tmpfs")
