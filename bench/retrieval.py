@@ -106,19 +106,23 @@ def bench_search(ctx: Context, index: Path, corpus: Path) -> dict[str, Any]:
                     retriever.search(q, max(SEARCH_TOP_K, 20), merge=False)
                 hybrid.append(took[0])
         collection = runtime.store.collection
-        raw = []
+        raw: list[float] = []
+        ids_only: list[float] = []
         for _ in range(ctx.scale.warm_rounds):
             for v in vectors:
-                with timer() as took:
-                    collection.query(
-                        query_embeddings=[v.tolist()],
-                        n_results=DENSE_DEPTH,
-                        include=["documents", "metadatas", "distances"],
-                    )
-                raw.append(took[0])
+                for include, times in (
+                    (["documents", "metadatas", "distances"], raw),
+                    (["distances"], ids_only),
+                ):
+                    with timer() as took:
+                        collection.query(
+                            query_embeddings=[v.tolist()], n_results=DENSE_DEPTH, include=include
+                        )
+                    times.append(took[0])
         out["query_embedding"] = summary(embed)
         out["hybrid_no_rerank"] = summary(hybrid)
         out["raw_chroma"] = summary(raw)
+        out["raw_chroma_ids_only"] = summary(ids_only)
     p50, raw_p50 = out["all"]["p50_ms"], out["raw_chroma"]["p50_ms"]
     out["ratio_p50_to_raw_chroma"] = round(p50 / raw_p50, 2) if raw_p50 else None
     out["how"] = (
@@ -126,8 +130,10 @@ def bench_search(ctx: Context, index: Path, corpus: Path) -> dict[str, Any]:
         "middleware, route, thread pool, query embedding, dense + lexical + fusion, sentence "
         f"re-ranking); cold = each of {len(questions)} questions the first time (sentence "
         f"embeddings not cached), warm = {ctx.scale.warm_rounds} more rounds; raw_chroma = "
-        f"collection.query of the same query embeddings, n_results={DENSE_DEPTH} (what the "
-        "service asks for), documents+metadatas+distances"
+        f"collection.query of the same query embeddings, n_results={DENSE_DEPTH}, "
+        "documents+metadatas+distances (a plain vector search returning its passages); "
+        "raw_chroma_ids_only = the same with distances only, what the service asks Chroma for "
+        "(it reads the rows from its keyword index)"
     )
     del runtime, app
     gc.collect()

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from rag.adapters.faults import damaged_error, is_damage, is_disk_full
 from rag.adapters.term_scores import TermScores, best
@@ -104,6 +104,22 @@ def _row(c: Chunk) -> tuple[object, ...]:
         c.heading,
         c.page,
         c.page_first_line,
+    )
+
+
+def _chunk_of(r: Sequence[Any]) -> Chunk:
+    """A row of ``chunks`` (columns as ``_COLUMNS``) as a Chunk."""
+    return Chunk(
+        id=r[0],
+        path=r[1],
+        start_line=r[2],
+        end_line=r[3],
+        start_char=r[4],
+        end_char=r[5],
+        text=r[6],
+        heading=r[7] or "",
+        page=r[8],
+        page_first_line=r[9],
     )
 
 
@@ -255,6 +271,20 @@ class LexicalIndex:
                 ):
                     out[cid] = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
                     out[cid] = out[cid].reshape(-1, dim)
+        return out
+
+    @_named
+    def chunks(self, ids: Sequence[str]) -> dict[str, Chunk]:
+        """These chunks' rows, by id (ids not indexed here: absent)."""
+        out: dict[str, Chunk] = {}
+        with self._lock:
+            for i in range(0, len(ids), 500):
+                part = list(ids[i : i + 500])
+                marks = ",".join("?" * len(part))
+                for row in self._db.execute(
+                    f"SELECT {_COLUMNS} FROM chunks WHERE id IN ({marks})", part
+                ):
+                    out[row[0]] = _chunk_of(row)
         return out
 
     @_named
@@ -417,21 +447,4 @@ class LexicalIndex:
                 rows = None if tie_at_cut else rows[:k]  # a tie crossing it: rank them all
             if rows is None:
                 rows = self._db.execute(filtered, args).fetchall()
-        return [
-            (
-                Chunk(
-                    id=r[0],
-                    path=r[1],
-                    start_line=r[2],
-                    end_line=r[3],
-                    start_char=r[4],
-                    end_char=r[5],
-                    text=r[6],
-                    heading=r[7] or "",
-                    page=r[8],
-                    page_first_line=r[9],
-                ),
-                round(-float(r[10]), 6),
-            )
-            for r in rows
-        ]
+        return [(_chunk_of(r), round(-float(r[10]), 6)) for r in rows]

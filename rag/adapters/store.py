@@ -147,9 +147,7 @@ class ChromaStore:
                 name,
                 metadata=self.expected.as_metadata(),
                 # the space again: a configuration given without it makes Chroma use l2
-                configuration={
-                    "hnsw": {"space": SPACE, "ef_search": self.settings.hnsw_ef_search}
-                },
+                configuration={"hnsw": {"space": SPACE, "ef_search": self.settings.hnsw_ef_search}},
                 embedding_function=None,
             )
             return
@@ -328,6 +326,27 @@ class ChromaStore:
                 strict=True,
             )
             if meta is not None and doc is not None
+        ]
+
+    def nearest(
+        self, embedding: np.ndarray, k: int, paths: Sequence[str] | None = None
+    ) -> list[tuple[str, float]]:
+        """The ids and scores of :meth:`query`, without the chunks' rows: Chroma's HNSW
+        search alone takes ~1.7 ms at 100k chunks, with the 80 rows' metadata ~4.4 ms; the
+        retriever reads the rows from the keyword index, which holds every chunk."""
+        if paths is not None and not paths:
+            return []
+        if self.settings.exact_search:
+            return [(p.chunk.id, p.score) for p in self._exact_query(embedding, k, paths)]
+        where = None
+        if paths is not None:
+            where = {"path": paths[0]} if len(paths) == 1 else {"path": {"$in": list(paths)}}
+        result = self.collection.query(
+            query_embeddings=[embedding], n_results=k, where=where, include=["distances"]
+        )
+        return [
+            (cid, round(1.0 - float(dist), 6))
+            for cid, dist in zip(result["ids"][0], result["distances"][0], strict=True)
         ]
 
     def all_chunks(self) -> list[Chunk]:

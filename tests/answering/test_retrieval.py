@@ -147,6 +147,36 @@ def test_vector_search_asks_for_more_than_there_is(tmp_path: Path, embedder: Emb
     assert runtime.store.query(embedder.encode_query("x"), 5, ["no-such-file.txt"]) == []
 
 
+@pytest.mark.parametrize("exact", [False, True])
+def test_the_dense_legs_rows_come_from_the_keyword_index_then_chroma(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch, exact: bool
+) -> None:
+    runtime = make_runtime(tmp_path, embedder, hybrid=False, exact_search=exact)
+    runtime.ingest_service().ingest()
+    retriever, vector = runtime.retriever, embedder.encode_query(PUTIN_2000)
+    chroma = [p.chunk for p in runtime.store.query(vector, 20)]  # rows from Chroma
+    assert len(chroma) == 20
+
+    def got() -> list[Chunk]:
+        return [p.chunk for p in retriever.search(PUTIN_2000, 5, merge=False).passages]
+
+    assert got() == chroma[:5]
+    asked: list[list[str]] = []
+    chunks_for = runtime.store.chunks_for
+    monkeypatch.setattr(
+        runtime.store, "chunks_for", lambda ids: asked.append(ids) or chunks_for(ids)
+    )
+    assert got() == chroma[:5] and asked == []  # the keyword index had every row
+    # An ingest between its two writes: rows Chroma has and the keyword index not yet.
+    runtime.lexical.delete([chroma[0].id, chroma[3].id])
+    assert got() == chroma[:5]
+    assert sorted(asked[0]) == sorted([chroma[0].id, chroma[3].id])
+    # A chunk deleted while the query ran: an id the vector index still gave, with no row.
+    nearest = runtime.store.nearest
+    monkeypatch.setattr(runtime.store, "nearest", lambda *a: [("gone-0", 0.99), *nearest(*a)])
+    assert got() == chroma[:5]
+
+
 def test_keyword_search_failing_on_its_thread_fails_the_search(
     corpus_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
