@@ -15,7 +15,8 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,7 +125,7 @@ class OnnxInt8:
         pooled: list[np.ndarray | None] = [None] * len(texts)
         encodings = self.tokenizer.encode_batch(texts)
 
-        def run(rows: range | list[int], runner: Any) -> None:
+        def run(rows: Iterable[int], runner: Any) -> None:
             for row in rows:
                 hidden = self._hidden(runner, encodings[row])
                 vector = hidden[0] if self.pooling == "cls" else hidden.mean(axis=0)
@@ -136,7 +137,7 @@ class OnnxInt8:
         if session is not None:
             run(range(len(texts)), session)
         else:
-            self._side_by_side(len(texts), run, lambda: self.session)
+            self._side_by_side(encodings, run, lambda: self.session)
         if spans is not None and parts is not None:
             parts.extend(p if p is not None else np.zeros((0, self.dimension)) for p in pooled)
         return out
@@ -152,7 +153,7 @@ class OnnxInt8:
         encodings = self.tokenizer.encode_batch(texts)
         out: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = [None] * len(texts)
 
-        def run(rows: range | list[int], runner: Any) -> None:
+        def run(rows: Iterable[int], runner: Any) -> None:
             for row in rows:
                 encoding = encodings[row]
                 hidden = self._hidden(runner, encoding)
@@ -162,7 +163,7 @@ class OnnxInt8:
                 offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
                 out[row] = (vector.astype(np.float32), hidden[real], offsets[real])
 
-        self._side_by_side(len(texts), run, self._single_session)
+        self._side_by_side(encodings, run, self._single_session)
         return [row for row in out if row is not None]
 
     def _single_session(self) -> Any:
@@ -171,16 +172,20 @@ class OnnxInt8:
         return self._single
 
     def _side_by_side(
-        self, count: int, run: Callable[[range | list[int], Any], None], alone: Callable[[], Any]
+        self,
+        encodings: Sequence[Any],
+        run: Callable[[Iterable[int], Any], None],
+        alone: Callable[[], Any],
     ) -> None:
-        """``run(rows, session)`` over rows ``0..count-1``: several rows split over the
-        one-thread sessions, one per core, side by side; a single row on ``alone()``."""
+        """``run(rows, session)`` over rows ``0..len(encodings)-1``: several rows shared by
+        the one-thread sessions, one per core, side by side, each session taking the longest
+        row left when it is free (texts differ in length: a fixed split left one core idle
+        while the other ran the long ones); a single row on ``alone()``."""
+        count = len(encodings)
         workers = self._workers() if count > 1 else []
         if len(workers) > 1:
-            n = len(workers)
-            jobs = [
-                self._pool.submit(run, list(range(i, count, n)), w) for i, w in enumerate(workers)
-            ]
+            left = deque(sorted(range(count), key=lambda row: -len(encodings[row].ids)))
+            jobs = [self._pool.submit(run, _Taking(left), w) for w in workers]
             for job in jobs:
                 job.result()
         else:
@@ -207,6 +212,23 @@ class OnnxInt8:
                 if count > 1:
                     self._pool = ThreadPoolExecutor(count, thread_name_prefix="rag-embed")
             return self._sessions
+
+
+class _Taking:
+    """Rows taken one at a time from a queue that several threads share (``popleft`` is
+    atomic): an iterator each session's thread runs until the queue is empty."""
+
+    def __init__(self, left: deque[int]) -> None:
+        self._left = left
+
+    def __iter__(self) -> Iterator[int]:
+        return self
+
+    def __next__(self) -> int:
+        try:
+            return self._left.popleft()
+        except IndexError:
+            raise StopIteration from None
 
 
 def _pool_ranges(

@@ -339,6 +339,34 @@ def test_int8_vectors_do_not_depend_on_which_session_runs_them(embedder: Embedde
     assert np.array_equal(parts[4], embedder.encode_in_context([texts[4]], [[(0, 8)]])[1][0])
 
 
+def test_texts_side_by_side_go_to_the_free_session_longest_first(embedder: Embedder) -> None:
+    """Several texts shared by the per-core sessions: each session takes the longest text left
+    when it is free, so one long text does not leave a core idle behind a fixed split."""
+    import os
+    import threading
+    import time
+
+    runner = embedder._int8
+    assert runner is not None and (os.cpu_count() or 1) > 1
+    texts = ["Short one.", "A much longer text about the summit in Pyongyang. " * 8]
+    texts += [f"A middle text, number {i}." for i in range(6)]
+    encodings = runner.tokenizer.encode_batch(texts)
+    ran: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def run(rows, session) -> None:  # type: ignore[no-untyped-def]
+        for row in rows:
+            time.sleep(0.3 if row == 1 else 0.02)
+            with lock:
+                ran.append((row, id(session)))
+
+    runner._side_by_side(encodings, run, lambda: None)
+    assert sorted(row for row, _ in ran) == list(range(len(texts)))  # each text once
+    long_session = next(s for row, s in ran if row == 1)
+    assert [row for row, s in ran if s == long_session] == [1]  # the other took the rest
+    assert [row for row, s in ran if s != long_session][-1] == 0  # the shortest last
+
+
 def test_one_model_run_over_the_question_serves_the_reader_and_the_vector_search(
     corpus_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
