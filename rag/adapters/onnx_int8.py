@@ -184,8 +184,8 @@ class OnnxInt8:
         count = len(encodings)
         workers = self._workers() if count > 1 else []
         if len(workers) > 1:
-            left = deque(sorted(range(count), key=lambda row: -len(encodings[row].ids)))
-            jobs = [self._pool.submit(run, _Taking(left), w) for w in workers]
+            left = longest_first([len(e.ids) for e in encodings])
+            jobs = [self._pool.submit(run, Taking(left), w) for w in workers]
             for job in jobs:
                 job.result()
         else:
@@ -214,9 +214,16 @@ class OnnxInt8:
             return self._sessions
 
 
-class _Taking:
+def longest_first(lengths: Sequence[int]) -> deque[int]:
+    """Row numbers, the longest row first (equal lengths in row order): the queue that
+    :class:`Taking` shares between sessions."""
+    return deque(sorted(range(len(lengths)), key=lambda row: -lengths[row]))
+
+
+class Taking:
     """Rows taken one at a time from a queue that several threads share (``popleft`` is
-    atomic): an iterator each session's thread runs until the queue is empty."""
+    atomic): an iterator each session's thread runs until the queue is empty, so a session
+    that is free takes the next row (the longest left, from :func:`longest_first`)."""
 
     def __init__(self, left: deque[int]) -> None:
         self._left = left

@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from rag.adapters.onnx_int8 import Taking, longest_first
 from rag.errors import ReaderModelError
 
 FORMAT = "rag-cross-reader/1"
@@ -185,16 +186,14 @@ class CrossReader:
         sessions = self.sessions
         raw: list[tuple[float, np.ndarray, np.ndarray] | None] = [None] * len(encoded)
 
-        def work(rows: range, session: Any) -> None:
+        def work(rows: Iterable[int], session: Any) -> None:
             for i in rows:
                 raw[i] = self.run(encoded[i], session)
 
         if self._pool is not None and len(encoded) > 1:
-            n = len(sessions)
-            jobs = [
-                self._pool.submit(work, range(i, len(encoded), n), s)
-                for i, s in enumerate(sessions)
-            ]
+            # the longest pair first, each to whichever session is free
+            left = longest_first([len(e.ids) for e in encoded])
+            jobs = [self._pool.submit(work, Taking(left), s) for s in sessions]
             for job in jobs:
                 job.result()
         else:
