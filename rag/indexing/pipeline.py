@@ -1,4 +1,5 @@
-"""Ingest's pipeline: files are written to the stores on one background thread, in order,
+"""Ingest's pipeline: files are read and chunked a few ahead on one helper thread
+(:func:`read_ahead`), and written to the stores on another, in order (:class:`OrderedWriter`),
 while the next group of chunks is embedded (SQLite, Chroma and onnxruntime release the GIL).
 
 The queue is bounded, so embedding never runs more than ``depth`` files ahead of the writes
@@ -12,12 +13,76 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 _DONE = object()
+
+
+def read_ahead(
+    items: Iterable[T],
+    work: Callable[[T], R],
+    weight: Callable[[R], int],
+    limit: int,
+    name: str = "rag-reader",
+) -> Iterator[R]:
+    """``work(item)`` for each item, in order, computed on one helper thread ahead of the
+    consumer while the results waiting hold less than ``limit`` (by ``weight``; one result is
+    always let through): the chunks of the next files are made while the current ones are
+    embedded, instead of between.  A ``work`` that fails raises at its item; when the
+    consumer stops early, the helper stops after the item it is on."""
+    ready: deque[tuple[bool, Any, int]] = deque()  # (ok, result or error, weight)
+    held = 0
+    stop = False
+    changed = threading.Condition()
+
+    def produce() -> None:
+        nonlocal held
+        try:
+            for item in items:
+                result = work(item)
+                size = weight(result)
+                with changed:
+                    while held and held + size > limit and not stop:
+                        changed.wait()
+                    if stop:
+                        return
+                    ready.append((True, result, size))
+                    held += size
+                    changed.notify_all()
+        except BaseException as exc:  # raised again in the consumer's thread
+            with changed:
+                ready.append((False, exc, 0))
+                changed.notify_all()
+            return
+        with changed:
+            ready.append((True, _DONE, 0))
+            changed.notify_all()
+
+    thread = threading.Thread(target=produce, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            with changed:
+                while not ready:
+                    changed.wait()
+                ok, got, size = ready.popleft()
+                held -= size
+                changed.notify_all()
+            if not ok:
+                raise got
+            if got is _DONE:
+                return
+            yield got
+    finally:
+        with changed:
+            stop = True
+            changed.notify_all()
+        thread.join()
 
 
 class OrderedWriter(Generic[T]):

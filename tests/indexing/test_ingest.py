@@ -236,3 +236,35 @@ def test_rebuild_starts_from_scratch(tmp_path: Path, embedder: Embedder) -> None
     (runtime.settings.corpus_dir / "one.txt").write_text("Only this.\n")
     report = service.ingest(rebuild=True)
     assert report.chunks_total == runtime.store.count() == 1 < count
+
+
+def test_the_first_files_are_embedded_while_the_next_are_read(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files are read and chunked on a helper thread ahead of the embedding: the embedding
+    of the first batch does not wait for the last file (a slow disk here: 0.3 s a file)."""
+    import time
+
+    runtime = make_runtime(tmp_path, embedder, ingest_group=2)
+    events: list[tuple[str, float]] = []
+    read = ingest_module.read
+
+    def slow_read(source: Any, max_bytes: int) -> Any:
+        time.sleep(0.3)
+        events.append(("read", time.perf_counter()))
+        return read(source, max_bytes)
+
+    encode = embedder.encode_in_context
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        events.append(("embed", time.perf_counter()))
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "read", slow_read)
+    monkeypatch.setattr(embedder, "encode_in_context", recorded)
+    report = runtime.ingest_service().ingest()
+    assert report.files_indexed == 5
+    reads = [t for kind, t in events if kind == "read"]
+    first_embed = min(t for kind, t in events if kind == "embed")
+    assert len(reads) == 5 and first_embed < reads[-1]
+    assert runtime.store.count() == runtime.lexical.count() > 0

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from rag.indexing.pipeline import OrderedWriter
+from rag.indexing.pipeline import OrderedWriter, read_ahead
 
 
 def test_items_are_written_in_order_on_another_thread() -> None:
@@ -82,3 +82,49 @@ def test_the_queue_bounds_how_far_the_caller_runs_ahead() -> None:
     thread.join(5)
     writer.close()
     assert put == 10
+
+
+def test_read_ahead_keeps_order_and_runs_ahead_within_its_limit() -> None:
+    made: list[int] = []
+    threads: set[str] = set()
+
+    def work(n: int) -> list[int]:
+        threads.add(threading.current_thread().name)
+        made.append(n)
+        return [n] * (n % 4)  # weight 1 + n % 4
+
+    got = read_ahead(range(40), work, lambda r: 1 + len(r), limit=10)
+    assert next(got) == []
+    time.sleep(0.3)  # the helper runs ahead while the consumer waits...
+    ahead = len(made)
+    assert 3 <= ahead <= 8, made  # ...while what waits weighs at most 10
+    assert [r for r in got] == [[n] * (n % 4) for n in range(1, 40)]
+    assert threads == {"rag-reader"}
+
+
+def test_read_ahead_raises_a_failed_item_in_order() -> None:
+    def work(n: int) -> int:
+        if n == 5:
+            raise ValueError("unreadable file 5")
+        return n
+
+    got: list[int] = []
+    with pytest.raises(ValueError, match="file 5"):
+        for r in read_ahead(range(20), work, lambda r: 1, limit=100):
+            got.append(r)
+    assert got == [0, 1, 2, 3, 4]
+
+
+def test_read_ahead_stops_its_helper_when_the_consumer_stops() -> None:
+    made: list[int] = []
+
+    def work(n: int) -> int:
+        made.append(n)
+        return n
+
+    for r in read_ahead(range(10_000), work, lambda r: 1, limit=5):
+        if r == 2:
+            break
+    time.sleep(0.2)
+    assert len(made) <= 10  # stopped, not reading the rest
+    assert not any(t.name == "rag-reader" for t in threading.enumerate())
