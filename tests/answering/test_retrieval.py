@@ -177,6 +177,25 @@ def test_the_dense_legs_rows_come_from_the_keyword_index_then_chroma(
     assert got() == chroma[:5]
 
 
+def test_kept_rows_follow_writes(tmp_path: Path) -> None:
+    from rag.adapters.lexical import LexicalIndex
+
+    index = LexicalIndex(tmp_path / "k.sqlite")
+    a, b = _chunk("a.txt", 1, 1, "alpha"), _chunk("b.txt", 1, 1, "beta")
+    index.upsert([a, b])
+    assert index.chunks([a.id, b.id, "nope"]) == {a.id: a, b.id: b}
+    moved = a.model_copy(update={"start_line": 3, "end_line": 3})  # same id, lines shifted
+    index.upsert([moved])
+    assert index.chunks([a.id]) == {a.id: moved}
+    index.delete([b.id])
+    assert index.chunks([a.id, b.id]) == {a.id: moved}
+    other = LexicalIndex(tmp_path / "k.sqlite")  # another process writes
+    other.upsert([a])
+    assert index.chunks([a.id]) == {a.id: moved}  # kept until told
+    index.forget_cache()  # what the runtime does when the index's revision moves
+    assert index.chunks([a.id]) == {a.id: a}
+
+
 def test_keyword_search_failing_on_its_thread_fails_the_search(
     corpus_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
