@@ -1,8 +1,9 @@
-"""Ingest's pipeline: files are read and chunked a few ahead on one helper thread
-(:func:`read_ahead`), and written to the stores on another, in order (:class:`OrderedWriter`),
-while the next group of chunks is embedded (SQLite, Chroma and onnxruntime release the GIL).
+"""Ingest's pipeline: files are read and chunked ahead on one helper thread
+(:func:`read_ahead`, bounded by the chunks waiting), and written to the stores on another,
+in order (:class:`OrderedWriter`), while the current group of chunks is embedded (SQLite,
+Chroma and onnxruntime release the GIL).
 
-The queue is bounded, so embedding never runs more than ``depth`` files ahead of the writes
+The writer's queue is bounded, so embedding never runs more than ``depth`` files ahead of the writes
 (memory stays flat on a big corpus), and a failed write stops the pipeline: the error is
 raised in the caller's thread at its next ``put`` or at ``close``, and nothing queued after
 it is written (each file is listed as unfinished until its write completes, as before).
