@@ -346,8 +346,10 @@ def test_texts_side_by_side_go_to_the_free_session_longest_first(embedder: Embed
     import threading
     import time
 
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: texts run one after another on one session")
     runner = embedder._int8
-    assert runner is not None and (os.cpu_count() or 1) > 1
+    assert runner is not None
     texts = ["Short one.", "A much longer text about the summit in Pyongyang. " * 8]
     texts += [f"A middle text, number {i}." for i in range(6)]
     encodings = runner.tokenizer.encode_batch(texts)
