@@ -184,10 +184,7 @@ class OnnxInt8:
         count = len(encodings)
         workers = self._workers() if count > 1 else []
         if len(workers) > 1:
-            left = longest_first([len(e.ids) for e in encodings])
-            jobs = [self._pool.submit(run, Taking(left), w) for w in workers]
-            for job in jobs:
-                job.result()
+            side_by_side(self._pool, workers, [len(e.ids) for e in encodings], run)
         else:
             run(range(count), alone())
 
@@ -214,16 +211,24 @@ class OnnxInt8:
             return self._sessions
 
 
-def longest_first(lengths: Sequence[int]) -> deque[int]:
-    """Row numbers, the longest row first (equal lengths in row order): the queue that
-    :class:`Taking` shares between sessions."""
-    return deque(sorted(range(len(lengths)), key=lambda row: -lengths[row]))
+def side_by_side(
+    pool: ThreadPoolExecutor,
+    sessions: Sequence[Any],
+    lengths: Sequence[int],
+    run: Callable[[Iterable[int], Any], None],
+) -> None:
+    """``run(rows, session)`` for every session at once on ``pool``, the rows ``0..len(lengths)-1``
+    shared between them: the longest row first (equal lengths in row order), each taken by
+    whichever session is free."""
+    left = deque(sorted(range(len(lengths)), key=lambda row: -lengths[row]))
+    jobs = [pool.submit(run, _Taking(left), s) for s in sessions]
+    for job in jobs:
+        job.result()
 
 
-class Taking:
+class _Taking:
     """Rows taken one at a time from a queue that several threads share (``popleft`` is
-    atomic): an iterator each session's thread runs until the queue is empty, so a session
-    that is free takes the next row (the longest left, from :func:`longest_first`)."""
+    atomic): an iterator each session's thread runs until the queue is empty."""
 
     def __init__(self, left: deque[int]) -> None:
         self._left = left

@@ -305,13 +305,10 @@ class ChromaStore:
             return self._exact_query(embedding, k, paths)
         # No count() first: Chroma returns what there is when asked for more (and counting
         # 100k rows took 10-23 ms per query).
-        where = None
-        if paths is not None:
-            where = {"path": paths[0]} if len(paths) == 1 else {"path": {"$in": list(paths)}}
         result = self.collection.query(
             query_embeddings=[embedding],
             n_results=k,
-            where=where,
+            where=_of_paths(paths),
             include=["documents", "metadatas", "distances"],
         )
         # A chunk deleted while the query ran (a document removed or replaced meanwhile)
@@ -338,11 +335,8 @@ class ChromaStore:
             return []
         if self.settings.exact_search:
             return [(p.chunk.id, p.score) for p in self._exact_query(embedding, k, paths)]
-        where = None
-        if paths is not None:
-            where = {"path": paths[0]} if len(paths) == 1 else {"path": {"$in": list(paths)}}
         result = self.collection.query(
-            query_embeddings=[embedding], n_results=k, where=where, include=["distances"]
+            query_embeddings=[embedding], n_results=k, where=_of_paths(paths), include=["distances"]
         )
         return [
             (cid, round(1.0 - float(dist), 6))
@@ -386,6 +380,13 @@ class ChromaStore:
             k = min(k, int(mask.sum()))
         top = np.lexsort((np.arange(len(chunks)), -scores))[:k]  # stable: equal scores by id
         return [Passage(chunk=chunks[i], score=round(float(scores[i]), 6)) for i in top]
+
+
+def _of_paths(paths: Sequence[str] | None) -> dict[str, Any] | None:
+    """Chroma's filter for chunks of these documents (None: all)."""
+    if paths is None:
+        return None
+    return {"path": paths[0]} if len(paths) == 1 else {"path": {"$in": list(paths)}}
 
 
 def _metadata(c: Chunk) -> dict[str, Any]:

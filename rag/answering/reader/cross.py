@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.adapters.onnx_int8 import Taking, longest_first
+from rag.adapters.onnx_int8 import side_by_side
 from rag.errors import ReaderModelError
 
 FORMAT = "rag-cross-reader/1"
@@ -192,10 +192,7 @@ class CrossReader:
 
         if self._pool is not None and len(encoded) > 1:
             # the longest pair first, each to whichever session is free
-            left = longest_first([len(e.ids) for e in encoded])
-            jobs = [self._pool.submit(work, Taking(left), s) for s in sessions]
-            for job in jobs:
-                job.result()
+            side_by_side(self._pool, sessions, [len(e.ids) for e in encoded], work)
         else:
             work(range(len(encoded)), sessions[0])
         out = []
